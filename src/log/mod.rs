@@ -1,0 +1,596 @@
+//! The log: Folio's source of truth, an append-only, hash-chained sequence of entries in
+//! segment files under `<store>/log/` (`docs/format.md`). It knows nothing of accounts: an
+//! entry's body is opaque bytes here.
+//!
+//! One writer appends batches (one write and one `fdatasync` each: the group-commit point);
+//! any number of readers read by seq or iterate, sealed segments through a memory map and
+//! the active one with positional reads. `open` validates the log and cuts only a provably
+//! torn tail (see [`recovery`]).
+
+pub mod format;
+pub mod sim;
+pub mod vfs;
+
+mod error;
+mod reader;
+mod recovery;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+pub use error::{CorruptionKind, LogError};
+pub use format::{HASH_ZERO, Hash};
+pub use reader::LogIter;
+
+use format::SegmentHeader;
+use recovery::{Expect, Scanned};
+use vfs::{FileBytes, OpenMode, Vfs, VfsFile};
+use writer::Writer;
+
+/// Name of the log's folder inside a store.
+pub const LOG_DIR_NAME: &str = "log";
+
+/// How to open or create a log.
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    /// Roll to a new segment once the active one would grow past this many bytes; each
+    /// segment is preallocated to this size.
+    pub segment_bytes: u64,
+    /// The state's durable watermark: recovery never cuts a tail at or below this seq.
+    pub seq_durable_min: u64,
+    /// Open without changing anything: a torn tail is reported, not cut; appends fail.
+    pub read_only: bool,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions {
+            segment_bytes: format::SEGMENT_BYTES_DEFAULT,
+            seq_durable_min: 0,
+            read_only: false,
+        }
+    }
+}
+
+/// The last entry of the log: `seq` 0 and the zero hash when the log is empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Head {
+    pub seq: u64,
+    pub block_hash: Hash,
+}
+
+/// One entry, as read back from the log (its crc, seq and hash checked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub seq: u64,
+    /// Seq of the first entry of the append that wrote this one.
+    pub batch_first_seq: u64,
+    pub previous_hash: Hash,
+    pub block_hash: Hash,
+    pub body: Vec<u8>,
+}
+
+/// What an append made durable for one entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub seq: u64,
+    pub previous_hash: Hash,
+    pub block_hash: Hash,
+}
+
+/// What open found and cut (or, read-only, would cut).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub cuts: Vec<Cut>,
+}
+
+/// One piece of a torn write removed by recovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cut {
+    pub segment: String,
+    /// Where the dropped bytes began.
+    pub offset_bytes: u64,
+    /// How many nonzero bytes were dropped.
+    pub bytes_dropped: u64,
+    /// The entries kept end at this seq.
+    pub seq_last_kept: u64,
+    pub kind: CutKind,
+}
+
+/// What kind of torn write a cut removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CutKind {
+    /// The tail of the last segment after its last valid record.
+    TornTail,
+    /// A last segment whose header never became durable (a torn roll): removed.
+    TornSegment,
+    /// The only segment's header never became durable (a torn create): rewritten.
+    TornCreate,
+}
+
+/// Where a segment's bytes are read from.
+#[derive(Debug, Clone)]
+enum Source {
+    /// A sealed segment: its whole file, mapped.
+    Sealed(Arc<FileBytes>),
+    /// The active segment: positional reads, since it grows (and recovery may truncate it).
+    Active(Arc<dyn VfsFile>),
+}
+
+#[derive(Debug)]
+struct SegmentView {
+    name: String,
+    first_seq: u64,
+    /// Byte offset of each record, in seq order.
+    offsets: Vec<u32>,
+    /// End of the last record.
+    end_bytes: u64,
+    source: Source,
+}
+
+impl SegmentView {
+    fn seq_end(&self) -> u64 {
+        self.first_seq + self.offsets.len() as u64
+    }
+
+    /// The byte range of the record with this seq, which the segment must hold.
+    fn record_range(&self, seq: u64) -> (u64, u64) {
+        let index = (seq - self.first_seq) as usize;
+        let start = u64::from(self.offsets[index]);
+        let end = self
+            .offsets
+            .get(index + 1)
+            .map_or(self.end_bytes, |at| u64::from(*at));
+        (start, end)
+    }
+}
+
+#[derive(Debug)]
+struct View {
+    segments: Vec<SegmentView>,
+    head: Head,
+}
+
+impl View {
+    /// Index of the segment holding `seq`, which must be in `1..=head`.
+    fn segment_of(&self, seq: u64) -> usize {
+        self.segments
+            .partition_point(|segment| segment.first_seq <= seq)
+            - 1
+    }
+}
+
+/// The log of one store.
+#[derive(Debug)]
+pub struct Log {
+    vfs: Arc<dyn Vfs>,
+    log_dir: PathBuf,
+    options: LogOptions,
+    writer: Mutex<Writer>,
+    view: RwLock<View>,
+    recovery: RecoveryReport,
+}
+
+/// Summary figures of the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogStats {
+    pub entries: u64,
+    pub segments: u64,
+    /// Bytes of records and headers (preallocated space not counted).
+    pub used_bytes: u64,
+}
+
+impl Log {
+    /// Creates an empty log in `store_dir` (which must exist): `log/` with its first segment.
+    pub fn create(
+        vfs: Arc<dyn Vfs>,
+        store_dir: &Path,
+        options: LogOptions,
+    ) -> Result<Log, LogError> {
+        check_options(&options)?;
+        let log_dir = store_dir.join(LOG_DIR_NAME);
+        let io = |source| LogError::Io {
+            path: log_dir.clone(),
+            source,
+        };
+        if vfs.exists(&log_dir).map_err(io)? {
+            return Err(LogError::AlreadyExists { path: log_dir });
+        }
+        vfs.create_dir_all(&log_dir).map_err(io)?;
+        vfs.sync_dir(store_dir).map_err(io)?;
+        write_first_segment(&*vfs, &log_dir, &options)?;
+        Self::open(vfs, store_dir, options)
+    }
+
+    /// Opens the log of `store_dir`, validating every segment and settling a torn tail.
+    pub fn open(vfs: Arc<dyn Vfs>, store_dir: &Path, options: LogOptions) -> Result<Log, LogError> {
+        check_options(&options)?;
+        let log_dir = store_dir.join(LOG_DIR_NAME);
+        let names = list_segments(&*vfs, store_dir, &log_dir)?;
+        let mut opener = Opener {
+            vfs: &*vfs,
+            log_dir: &log_dir,
+            options: &options,
+            cuts: Vec::new(),
+        };
+        let (segments, active) = opener.open_segments(&names)?;
+        let cuts = opener.cuts;
+        let last = segments
+            .last()
+            .ok_or_else(|| not_a_store(store_dir, "no segments"))?;
+        let head = Head {
+            seq: last.seq_end() - 1,
+            block_hash: active.hash_last,
+        };
+        let writer = Writer::new(&options, active, head);
+        Ok(Log {
+            vfs,
+            log_dir,
+            options,
+            writer: Mutex::new(writer),
+            view: RwLock::new(View { segments, head }),
+            recovery: RecoveryReport { cuts },
+        })
+    }
+
+    /// What open found and cut.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    /// The last entry.
+    pub fn head(&self) -> Head {
+        self.view_read().head
+    }
+
+    /// Entries, segments and bytes.
+    pub fn stats(&self) -> LogStats {
+        let view = self.view_read();
+        LogStats {
+            entries: view.head.seq,
+            segments: view.segments.len() as u64,
+            used_bytes: view.segments.iter().map(|segment| segment.end_bytes).sum(),
+        }
+    }
+
+    /// Names of the segment files, in order.
+    pub fn segment_names(&self) -> Vec<String> {
+        self.view_read()
+            .segments
+            .iter()
+            .map(|segment| segment.name.clone())
+            .collect()
+    }
+
+    /// The options the log was opened with.
+    pub fn options(&self) -> &LogOptions {
+        &self.options
+    }
+
+    /// Makes the log ready to be dropped: trims the active segment's preallocated space so
+    /// that the files hold exactly their records. Dropping without `close` is safe too (the
+    /// zeros are "no record yet").
+    pub fn close(self) -> Result<(), LogError> {
+        let mut writer = self.writer_lock();
+        writer.trim()
+    }
+
+    fn view_read(&self) -> RwLockReadGuard<'_, View> {
+        self.view
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn view_write(&self) -> RwLockWriteGuard<'_, View> {
+        self.view
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn writer_lock(&self) -> MutexGuard<'_, Writer> {
+        self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn check_options(options: &LogOptions) -> Result<(), LogError> {
+    let range = format::SEGMENT_BYTES_MIN..=format::SEGMENT_BYTES_MAX;
+    if !range.contains(&options.segment_bytes) {
+        return Err(LogError::InvalidOption(
+            "segment_bytes must be between 4 KiB and 1 GiB",
+        ));
+    }
+    Ok(())
+}
+
+fn not_a_store(store_dir: &Path, reason: &'static str) -> LogError {
+    LogError::NotAStore {
+        path: store_dir.to_path_buf(),
+        reason,
+    }
+}
+
+/// Segment names sorted by first seq; an error if there is no log.
+fn list_segments(
+    vfs: &dyn Vfs,
+    store_dir: &Path,
+    log_dir: &Path,
+) -> Result<Vec<(u64, String)>, LogError> {
+    let io = |source| LogError::Io {
+        path: log_dir.to_path_buf(),
+        source,
+    };
+    if !vfs.exists(log_dir).map_err(io)? {
+        return Err(not_a_store(store_dir, "no log directory"));
+    }
+    let mut names: Vec<(u64, String)> = vfs
+        .list(log_dir)
+        .map_err(io)?
+        .into_iter()
+        .filter_map(|name| format::parse_segment_name(&name).map(|seq| (seq, name)))
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        return Err(not_a_store(store_dir, "the log directory holds no segment"));
+    }
+    Ok(names)
+}
+
+fn write_first_segment(
+    vfs: &dyn Vfs,
+    log_dir: &Path,
+    options: &LogOptions,
+) -> Result<(), LogError> {
+    let path = log_dir.join(format::segment_name(1));
+    let io = |source| LogError::Io {
+        path: path.clone(),
+        source,
+    };
+    let file = vfs.open(&path, OpenMode::CreateNew).map_err(io)?;
+    let header = SegmentHeader {
+        first_seq: 1,
+        previous_hash: HASH_ZERO,
+    };
+    file.allocate(options.segment_bytes).map_err(io)?;
+    file.write_all_at(&header.encode(), 0).map_err(io)?;
+    file.sync_data().map_err(io)?;
+    vfs.sync_dir(log_dir).map_err(io)
+}
+
+/// The active segment as open leaves it, for the writer.
+#[derive(Debug)]
+struct Active {
+    file: Arc<dyn VfsFile>,
+    end_bytes: u64,
+    records: u64,
+    hash_last: Hash,
+}
+
+/// Opens every segment in turn, carrying the chain from one to the next.
+struct Opener<'a> {
+    vfs: &'a dyn Vfs,
+    log_dir: &'a Path,
+    options: &'a LogOptions,
+    cuts: Vec<Cut>,
+}
+
+impl Opener<'_> {
+    fn open_segments(
+        &mut self,
+        names: &[(u64, String)],
+    ) -> Result<(Vec<SegmentView>, Active), LogError> {
+        let mut segments: Vec<SegmentView> = Vec::new();
+        let mut expect = Expect {
+            first_seq: 1,
+            previous_hash: HASH_ZERO,
+            is_last: false,
+            seq_durable_min: self.options.seq_durable_min,
+        };
+        let mut last_scanned: Option<Scanned> = None;
+        for (index, (name_seq, name)) in names.iter().enumerate() {
+            expect.is_last = index + 1 == names.len();
+            let scanned = if expect.is_last {
+                match self.open_last(&mut segments, name, *name_seq, expect)? {
+                    Some(scanned) => scanned,
+                    None => break, // a torn roll, removed: the previous segment is the last
+                }
+            } else {
+                let path = self.log_dir.join(name);
+                let io = |source| LogError::Io {
+                    path: path.clone(),
+                    source,
+                };
+                let file = self.vfs.open(&path, OpenMode::Read).map_err(io)?;
+                let bytes = file.read_all().map_err(io)?;
+                let scanned = recovery::scan_segment(name, *name_seq, &bytes, expect)?;
+                segments.push(segment_view(
+                    name,
+                    &scanned,
+                    Source::Sealed(Arc::new(bytes)),
+                ));
+                scanned
+            };
+            expect.first_seq = scanned.seq_last() + 1;
+            expect.previous_hash = scanned.hash_last();
+            last_scanned = Some(scanned);
+        }
+        let (Some(scanned), Some(last)) = (last_scanned, segments.last_mut()) else {
+            return Err(LogError::NotAStore {
+                path: self.log_dir.to_path_buf(),
+                reason: "the log's only segment has no valid header",
+            });
+        };
+        let active = self.activate(last, &scanned)?;
+        Ok((segments, active))
+    }
+
+    /// Opens, scans and settles the last segment; `None` when it was a torn roll.
+    fn open_last(
+        &mut self,
+        segments: &mut Vec<SegmentView>,
+        name: &str,
+        name_seq: u64,
+        expect: Expect,
+    ) -> Result<Option<Scanned>, LogError> {
+        let path = self.log_dir.join(name);
+        let io = |source| LogError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mode = if self.options.read_only {
+            OpenMode::Read
+        } else {
+            OpenMode::Write
+        };
+        let file = self.vfs.open(&path, mode).map_err(io)?;
+        // Read, not mapped: recovery may truncate this file.
+        let mut bytes = vec![0u8; file.len().map_err(io)? as usize];
+        file.read_exact_at(&mut bytes, 0).map_err(io)?;
+        if is_torn_header(&bytes) {
+            if !segments.is_empty() {
+                self.cut_torn_roll(&path, name, expect.first_seq - 1)?;
+                return Ok(None);
+            }
+            bytes = self.rewrite_torn_create(&*file, name, &path)?;
+        }
+        let scanned = recovery::scan_segment(name, name_seq, &bytes, expect)?;
+        if scanned.torn_bytes > 0 {
+            self.cuts.push(Cut {
+                segment: name.to_string(),
+                offset_bytes: scanned.end_bytes,
+                bytes_dropped: scanned.torn_bytes,
+                seq_last_kept: scanned.seq_last(),
+                kind: CutKind::TornTail,
+            });
+            if !self.options.read_only {
+                file.set_len(scanned.end_bytes).map_err(io)?;
+                file.sync_data().map_err(io)?;
+            }
+        }
+        segments.push(segment_view(name, &scanned, Source::Active(file)));
+        Ok(Some(scanned))
+    }
+
+    /// Removes a last segment whose header never became durable (F-34).
+    fn cut_torn_roll(
+        &mut self,
+        path: &Path,
+        name: &str,
+        seq_last_kept: u64,
+    ) -> Result<(), LogError> {
+        let io = |source| LogError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        if !self.options.read_only {
+            self.vfs.remove(path).map_err(io)?;
+            self.vfs.sync_dir(self.log_dir).map_err(io)?;
+        }
+        let kind = CutKind::TornSegment;
+        let cut = Cut {
+            segment: name.to_string(),
+            offset_bytes: 0,
+            bytes_dropped: 0,
+            seq_last_kept,
+            kind,
+        };
+        self.cuts.push(cut);
+        Ok(())
+    }
+
+    /// The only segment's header never became durable: the create was torn, and the log is
+    /// empty. Writes the header it should have had (F-35) and returns the segment's new bytes.
+    fn rewrite_torn_create(
+        &mut self,
+        file: &dyn VfsFile,
+        name: &str,
+        path: &Path,
+    ) -> Result<Vec<u8>, LogError> {
+        let header = SegmentHeader {
+            first_seq: 1,
+            previous_hash: HASH_ZERO,
+        }
+        .encode();
+        if format::parse_segment_name(name) != Some(1) {
+            let kind = CorruptionKind::SegmentOrder;
+            return Err(LogError::Corrupt {
+                segment: name.to_string(),
+                offset_bytes: 0,
+                seq: 1,
+                kind,
+            });
+        }
+        if !self.options.read_only {
+            let io = |source| LogError::Io {
+                path: path.to_path_buf(),
+                source,
+            };
+            file.write_all_at(&header, 0).map_err(io)?;
+            file.sync_data().map_err(io)?;
+        }
+        let kind = CutKind::TornCreate;
+        let cut = Cut {
+            segment: name.to_string(),
+            offset_bytes: 0,
+            bytes_dropped: 0,
+            seq_last_kept: 0,
+            kind,
+        };
+        self.cuts.push(cut);
+        Ok(header.to_vec())
+    }
+
+    /// Turns the last segment into the writer's active one, preallocated.
+    fn activate(&self, last: &mut SegmentView, scanned: &Scanned) -> Result<Active, LogError> {
+        let path = self.log_dir.join(&last.name);
+        let io = |source| LogError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = match &last.source {
+            Source::Active(file) => file.clone(),
+            Source::Sealed(_) => {
+                // A torn roll made this sealed segment the last one again: drop its map before
+                // it can be written or truncated.
+                let mode = if self.options.read_only {
+                    OpenMode::Read
+                } else {
+                    OpenMode::Write
+                };
+                let file = self.vfs.open(&path, mode).map_err(io)?;
+                last.source = Source::Active(file.clone());
+                file
+            }
+        };
+        if !self.options.read_only {
+            file.allocate(self.options.segment_bytes).map_err(io)?;
+            file.sync_data().map_err(io)?;
+        }
+        let records = last.offsets.len() as u64;
+        Ok(Active {
+            file,
+            end_bytes: scanned.end_bytes,
+            records,
+            hash_last: scanned.hash_last(),
+        })
+    }
+}
+
+/// A header that never became durable: the header's bytes (or as many as exist) and
+/// everything after them are zeros (F-34). Writes of one 512-byte sector are assumed atomic,
+/// so a header that is nonzero but does not decode is damage, not a torn write.
+fn is_torn_header(bytes: &[u8]) -> bool {
+    bytes.iter().all(|b| *b == 0)
+}
+
+fn segment_view(name: &str, scanned: &Scanned, source: Source) -> SegmentView {
+    SegmentView {
+        name: name.to_string(),
+        first_seq: scanned.header.first_seq,
+        offsets: scanned.offsets.clone(),
+        end_bytes: scanned.end_bytes,
+        source,
+    }
+}

@@ -1,0 +1,191 @@
+//! The file seam: every byte the log (and, through an adapter, redb) reads or writes goes
+//! through [`Vfs`] and [`VfsFile`], so that tests can swap the real file system for the
+//! simulated one in [`super::sim`], which crashes, fails and flips bits on command.
+//!
+//! [`RealFs`] is the production implementation: positional I/O, `fdatasync`,
+//! `posix_fallocate`, and `memmap2` for sealed segments.
+
+use std::fmt::Debug;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::ops::Deref;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+
+/// How to open a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Existing file, reads only.
+    Read,
+    /// Existing file, reads and writes.
+    Write,
+    /// A new file that must not exist yet, reads and writes.
+    CreateNew,
+}
+
+/// A directory tree of files: the operations the log needs from a file system.
+pub trait Vfs: Debug + Send + Sync + 'static {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Whether a file or directory exists at `path`.
+    fn exists(&self, path: &Path) -> io::Result<bool>;
+    /// Names of the entries of `dir` (not sorted).
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn VfsFile>>;
+    fn remove(&self, path: &Path) -> io::Result<()>;
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Makes the directory's entries (creations, renames, removals) durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// One open file.
+pub trait VfsFile: Debug + Send + Sync {
+    fn len(&self) -> io::Result<u64>;
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// `fdatasync`: the file's data, and its size, are durable when this returns Ok.
+    fn sync_data(&self) -> io::Result<()>;
+    fn set_len(&self, len_bytes: u64) -> io::Result<()>;
+    /// Reserves blocks so that the file is at least `len_bytes` long, reading as zeros past
+    /// its old end, with no size change left for a later `fdatasync` to journal.
+    fn allocate(&self, len_bytes: u64) -> io::Result<()>;
+    /// The whole file's bytes: a read-only map on a real file system. Only called on files that
+    /// are never truncated while the returned bytes live (sealed segments).
+    fn read_all(&self) -> io::Result<FileBytes>;
+}
+
+/// The bytes of a whole file, mapped or read.
+#[derive(Debug)]
+pub enum FileBytes {
+    Mapped(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl Deref for FileBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            FileBytes::Mapped(map) => map,
+            FileBytes::Owned(bytes) => bytes,
+        }
+    }
+}
+
+/// The operating system's file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RealFs;
+
+impl Vfs for RealFs {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(dir)
+    }
+
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        path.try_exists()
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            names.push(entry?.file_name().to_string_lossy().into_owned());
+        }
+        Ok(names)
+    }
+
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn VfsFile>> {
+        let mut options = OpenOptions::new();
+        options.read(true);
+        match mode {
+            OpenMode::Read => {}
+            OpenMode::Write => {
+                options.write(true);
+            }
+            OpenMode::CreateNew => {
+                options.write(true).create_new(true);
+            }
+        }
+        Ok(Arc::new(RealFile {
+            file: options.open(path)?,
+        }))
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+}
+
+#[derive(Debug)]
+struct RealFile {
+    file: File,
+}
+
+impl VfsFile for RealFile {
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.file.read_exact_at(buf, offset)
+    }
+
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.file.write_all_at(buf, offset)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
+        self.file.set_len(len_bytes)
+    }
+
+    fn allocate(&self, len_bytes: u64) -> io::Result<()> {
+        if self.len()? >= len_bytes {
+            return Ok(());
+        }
+        allocate(&self.file, len_bytes)
+    }
+
+    fn read_all(&self) -> io::Result<FileBytes> {
+        if self.len()? == 0 {
+            return Ok(FileBytes::Owned(Vec::new()));
+        }
+        // SAFETY: the log maps only sealed segments, which it never writes or truncates again
+        // while it runs, and holds an exclusive lock on the store against other Folio writers.
+        // A file changed under the map by something else is outside the contract (and its
+        // checksums would catch what it changed).
+        let map = unsafe { memmap2::Mmap::map(&self.file)? };
+        Ok(FileBytes::Mapped(map))
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn allocate(file: &File, len_bytes: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let Ok(len) = libc::off_t::try_from(len_bytes) else {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    };
+    // SAFETY: plain syscall on a descriptor we own; it reads no memory of ours.
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+    match rc {
+        0 => Ok(()),
+        // File systems without fallocate (tmpfs on old kernels, some FUSE): fall back to a
+        // sparse extension; durability holds, only the fsync speed-up is lost.
+        libc::EOPNOTSUPP | libc::EINVAL => file.set_len(len_bytes),
+        errno => Err(io::Error::from_raw_os_error(errno)),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn allocate(file: &File, len_bytes: u64) -> io::Result<()> {
+    file.set_len(len_bytes)
+}
