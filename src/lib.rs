@@ -1,6 +1,33 @@
 //! Folio: an embedded, single-node, double-entry ledger with its own storage engine.
 //!
-//! The source of truth is an append-only, hash-chained log ([`log`]); everything else is
-//! derived from it and can be rebuilt from it.
+//! The source of truth is an append-only, hash-chained log ([`log`]); the materialized state
+//! (balances, volumes, references, indexes, metadata, policies) lives in redb ([`state`]) and is
+//! derived from the log, so it can always be rebuilt from it. [`Ledger`] is the handle an
+//! application links.
+//!
+//! ```
+//! use folio::{Ledger, PostRequest, Posting, RevertRequest};
+//! let dir = tempfile::tempdir()?;
+//! let ledger = Ledger::create(dir.path().join("books"))?;
+//! let sale = ledger.post(PostRequest::new("shop", vec![
+//!     Posting::new("world", "till:1", "20.00", "EUR/2")?,
+//! ]))?;
+//! let refund = ledger.revert(RevertRequest::new("shop", sale.id))?;
+//! assert_eq!(refund.reverts, Some(sale.id));
+//! assert_eq!(ledger.balance("shop", "till:1")?["EUR/2"].to_string(), "0");
+//! ledger.close()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
+mod error;
+pub mod ledger;
 pub mod log;
+pub mod replay;
+pub mod state;
+
+pub use error::Error;
+pub use ledger::model::{Metadata, Overdraft, Timestamp, Volumes};
+pub use ledger::request::{Committed, OverdraftFlag, PostRequest, Posting, Receipt, RevertRequest};
+pub use ledger::{AccountView, Ledger, LedgerError, LedgerOptions, LedgerStats, OpenReport};
+pub use log::{Head, LogError};
+pub use state::StateError;

@@ -271,7 +271,7 @@ impl Log {
     /// Makes the log ready to be dropped: trims the active segment's preallocated space so
     /// that the files hold exactly their records. Dropping without `close` is safe too (the
     /// zeros are "no record yet").
-    pub fn close(self) -> Result<(), LogError> {
+    pub fn close(&self) -> Result<(), LogError> {
         let mut writer = self.writer_lock();
         writer.trim()
     }

@@ -14,7 +14,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::vfs::{FileBytes, OpenMode, Vfs, VfsFile};
+use super::vfs::{FileBytes, LockGuard, OpenMode, Vfs, VfsFile};
 
 /// Sector size at which unsynced writes tear in a power-loss image.
 pub const SECTOR_BYTES: u64 = 512;
@@ -97,6 +97,8 @@ struct SimState {
     fault: Option<(Fault, u64)>,
     flips_pending: u64,
     rng: u64,
+    /// Locks held; not part of any image (a crash releases them).
+    locks: BTreeSet<PathBuf>,
 }
 
 impl SimFs {
@@ -114,13 +116,14 @@ impl SimFs {
             fault: None,
             flips_pending: 0,
             rng: seed ^ 0x9E37_79B9_7F4A_7C15,
+            locks: BTreeSet::new(),
         };
         SimFs {
             state: Arc::new(Mutex::new(state)),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, SimState> {
+    fn state(&self) -> MutexGuard<'_, SimState> {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -128,39 +131,39 @@ impl SimFs {
 
     /// Mutating calls made so far.
     pub fn steps(&self) -> u64 {
-        self.lock().steps
+        self.state().steps
     }
 
     /// The mutating call numbered `step` (1-based, counting from the file system's creation)
     /// does not happen: it and every later call fail, as if the process had died there.
     pub fn crash_at_step(&self, step: u64) {
-        self.lock().crash_at_step = Some(step);
+        self.state().crash_at_step = Some(step);
     }
 
     /// Whether a crash point was reached.
     pub fn crashed(&self) -> bool {
-        self.lock().crashed
+        self.state().crashed
     }
 
     /// Arms a fault (replacing any armed one).
     pub fn inject(&self, fault: Fault) {
-        self.lock().fault = Some((fault, 0));
+        self.state().fault = Some((fault, 0));
     }
 
     /// Disarms any fault.
     pub fn clear_fault(&self) {
-        self.lock().fault = None;
+        self.state().fault = None;
     }
 
     /// The next `reads` read calls each return their bytes with one random bit flipped.
     pub fn flip_next_reads(&self, reads: u64) {
-        self.lock().flips_pending = reads;
+        self.state().flips_pending = reads;
     }
 
     /// What a power loss leaves: the durable image, plus a random prefix of the unsynced
     /// directory changes and a random subset of the unsynced writes, torn at sector bounds.
     pub fn power_loss_image(&self, seed: u64) -> SimFs {
-        let state = self.lock();
+        let state = self.state();
         let mut rng = seed ^ 0xD1B5_4A32_D192_ED03;
         let mut namespace = state.durable.clone();
         let kept_dir_ops =
@@ -191,7 +194,7 @@ impl SimFs {
 
     /// What a process crash leaves: every write that was made, synced or not.
     pub fn process_crash_image(&self) -> SimFs {
-        let state = self.lock();
+        let state = self.state();
         let mut files = HashMap::new();
         for id in state.live.files.values() {
             let Some(data) = state.files.get(id) else {
@@ -218,7 +221,7 @@ impl SimFs {
     ) -> SimFs {
         let fs = SimFs::new(seed);
         {
-            let mut state = fs.lock();
+            let mut state = fs.state();
             state.live = namespace.clone();
             state.durable = namespace;
             state.files = files;
@@ -229,14 +232,14 @@ impl SimFs {
 
     /// A copy of a file's live bytes (for tests that inspect or tamper).
     pub fn file_bytes(&self, path: &Path) -> Option<Vec<u8>> {
-        let state = self.lock();
+        let state = self.state();
         let id = state.live.files.get(path)?;
         state.files.get(id).map(|data| data.live.clone())
     }
 
     /// Replaces a file's bytes, live and durable, outside of any step count (for tamper tests).
     pub fn set_file_bytes(&self, path: &Path, bytes: Vec<u8>) -> bool {
-        let mut state = self.lock();
+        let mut state = self.state();
         let Some(id) = state.live.files.get(path).copied() else {
             return false;
         };
@@ -379,7 +382,7 @@ fn apply_file_op_torn(bytes: &mut Vec<u8>, op: &FileOp, rng: &mut u64) {
 
 impl Vfs for SimFs {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        let mut state = self.lock();
+        let mut state = self.state();
         state.check_alive()?;
         for ancestor in dir.ancestors() {
             state.live.dirs.insert(ancestor.to_path_buf());
@@ -389,13 +392,13 @@ impl Vfs for SimFs {
     }
 
     fn exists(&self, path: &Path) -> io::Result<bool> {
-        let state = self.lock();
+        let state = self.state();
         state.check_alive()?;
         Ok(state.live.dirs.contains(path) || state.live.files.contains_key(path))
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        let state = self.lock();
+        let state = self.state();
         state.check_alive()?;
         if !state.live.dirs.contains(dir) {
             return Err(io::Error::from(io::ErrorKind::NotFound));
@@ -412,7 +415,7 @@ impl Vfs for SimFs {
     }
 
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn VfsFile>> {
-        let mut state = self.lock();
+        let mut state = self.state();
         let existing = state.live.files.get(path).copied();
         let id = match (mode, existing) {
             (OpenMode::CreateNew, Some(_)) => return Err(io::ErrorKind::AlreadyExists.into()),
@@ -449,7 +452,7 @@ impl Vfs for SimFs {
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {
-        let mut state = self.lock();
+        let mut state = self.state();
         if !state.live.files.contains_key(path) {
             state.check_alive()?;
             return Err(io::ErrorKind::NotFound.into());
@@ -463,7 +466,7 @@ impl Vfs for SimFs {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        let mut state = self.lock();
+        let mut state = self.state();
         if !state.live.files.contains_key(from) {
             state.check_alive()?;
             return Err(io::ErrorKind::NotFound.into());
@@ -476,7 +479,7 @@ impl Vfs for SimFs {
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        let mut state = self.lock();
+        let mut state = self.state();
         state.step(OpKind::SyncDir)?;
         let pending = std::mem::take(&mut state.pending_dir_ops);
         for op in pending {
@@ -487,6 +490,32 @@ impl Vfs for SimFs {
             }
         }
         Ok(())
+    }
+
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
+        let mut state = self.state();
+        state.check_alive()?;
+        if !state.locks.insert(path.to_path_buf()) {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(Box::new(SimLock {
+            fs: self.clone(),
+            path: path.to_path_buf(),
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct SimLock {
+    fs: SimFs,
+    path: PathBuf,
+}
+
+impl LockGuard for SimLock {}
+
+impl Drop for SimLock {
+    fn drop(&mut self) {
+        self.fs.state().locks.remove(&self.path);
     }
 }
 
@@ -508,7 +537,7 @@ impl SimFile {
 
     fn mutate(&self, op: OpKind, change: impl FnOnce(&mut FileData)) -> io::Result<()> {
         self.check_writable()?;
-        let mut state = self.fs.lock();
+        let mut state = self.fs.state();
         state.step(op)?;
         change(state.file_mut(self.id)?);
         Ok(())
@@ -517,13 +546,13 @@ impl SimFile {
 
 impl VfsFile for SimFile {
     fn len(&self) -> io::Result<u64> {
-        let mut state = self.fs.lock();
+        let mut state = self.fs.state();
         state.check_alive()?;
         Ok(state.file_mut(self.id)?.live.len() as u64)
     }
 
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        let mut state = self.fs.lock();
+        let mut state = self.fs.state();
         state.check_alive()?;
         let live = &state.file_mut(self.id)?.live;
         let end = offset as usize + buf.len();
@@ -569,7 +598,7 @@ impl VfsFile for SimFile {
     }
 
     fn read_all(&self) -> io::Result<FileBytes> {
-        let mut state = self.fs.lock();
+        let mut state = self.fs.state();
         state.check_alive()?;
         let mut bytes = state.file_mut(self.id)?.live.clone();
         state.maybe_flip(&mut bytes);

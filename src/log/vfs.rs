@@ -36,7 +36,13 @@ pub trait Vfs: Debug + Send + Sync + 'static {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Makes the directory's entries (creations, renames, removals) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Takes an exclusive, advisory lock named by `path` (a file, created if missing) for as
+    /// long as the guard lives; fails with `ErrorKind::WouldBlock` while another holds it.
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>>;
 }
+
+/// Holds a lock taken with [`Vfs::lock`]; dropping it releases the lock.
+pub trait LockGuard: Debug + Send + Sync {}
 
 /// One open file.
 pub trait VfsFile: Debug + Send + Sync {
@@ -120,7 +126,35 @@ impl Vfs for RealFs {
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
     }
+
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
+        use std::os::fd::AsRawFd;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        // SAFETY: plain syscall on a descriptor we own. flock locks belong to the open file
+        // description, so a second open in this same process conflicts too.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let error = io::Error::last_os_error();
+            if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            return Err(error);
+        }
+        Ok(Box::new(RealLock { _file: file }))
+    }
 }
+
+#[derive(Debug)]
+struct RealLock {
+    _file: File,
+}
+
+impl LockGuard for RealLock {}
 
 #[derive(Debug)]
 struct RealFile {

@@ -1,0 +1,97 @@
+//! `folio::Error`: the one error type of the public API, wrapping each layer's error, with the
+//! stable machine-readable codes that the CLI prints (`docs/cli.md`, "Errors").
+
+use crate::ledger::LedgerError;
+use crate::log::LogError;
+use crate::state::StateError;
+
+/// Any error Folio returns.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+impl Error {
+    /// A stable, machine-readable code naming the kind of error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Ledger(error) => ledger_code(error),
+            Error::Log(error) => match error {
+                LogError::NotAStore { .. } => "NOT_A_STORE",
+                LogError::AlreadyExists { .. } => "STORE_EXISTS",
+                LogError::UnsupportedVersion { .. } => "UNSUPPORTED_VERSION",
+                LogError::Corrupt { .. } => "LOG_CORRUPT",
+                LogError::BodyTooLarge { .. } | LogError::BatchTooLarge { .. } => "ENTRY_TOO_LARGE",
+                LogError::OutcomeUnknown { .. } => "OUTCOME_UNKNOWN",
+                LogError::Poisoned => "POISONED",
+                LogError::NoSpace { .. } => "NO_SPACE",
+                LogError::Io { .. } => "IO",
+                LogError::SeqOutOfRange { .. } => "SEQ_OUT_OF_RANGE",
+                LogError::ReadOnly => "READ_ONLY",
+                _ => "LOG",
+            },
+            Error::State(error) => match error {
+                StateError::Inconsistent { .. } => "STATE_INCONSISTENT",
+                StateError::BadEntry { .. } => "BAD_ENTRY",
+                _ => "STATE",
+            },
+        }
+    }
+
+    /// Whether the error is a rejection of the request (bad input or a business rule), as
+    /// opposed to a failure of the store.
+    pub fn is_rejection(&self) -> bool {
+        matches!(
+            self,
+            Error::Ledger(
+                LedgerError::InvalidInput { .. }
+                    | LedgerError::AmountPrecision { .. }
+                    | LedgerError::MetadataTooLarge { .. }
+                    | LedgerError::EmptyPostings
+                    | LedgerError::TooManyPostings { .. }
+                    | LedgerError::InsufficientFunds { .. }
+                    | LedgerError::Overflow { .. }
+                    | LedgerError::IdempotencyConflict { .. }
+                    | LedgerError::TransactionNotFound { .. }
+                    | LedgerError::AlreadyReverted { .. }
+                    | LedgerError::MetadataKeyNotFound { .. }
+                    | LedgerError::WorldPolicy
+                    | LedgerError::EntryTooLarge { .. }
+            )
+        )
+    }
+}
+
+fn ledger_code(error: &LedgerError) -> &'static str {
+    match error {
+        LedgerError::InvalidInput { .. } => "INVALID_INPUT",
+        LedgerError::AmountPrecision { .. } => "AMOUNT_PRECISION",
+        LedgerError::MetadataTooLarge { .. } => "METADATA_TOO_LARGE",
+        LedgerError::EmptyPostings => "EMPTY_POSTINGS",
+        LedgerError::TooManyPostings { .. } => "TOO_MANY_POSTINGS",
+        LedgerError::InsufficientFunds { .. } => "INSUFFICIENT_FUNDS",
+        LedgerError::Overflow { .. } => "OVERFLOW",
+        LedgerError::IdempotencyConflict { .. } => "IDEMPOTENCY_CONFLICT",
+        LedgerError::TransactionNotFound { .. } => "TRANSACTION_NOT_FOUND",
+        LedgerError::AlreadyReverted { .. } => "ALREADY_REVERTED",
+        LedgerError::MetadataKeyNotFound { .. } => "METADATA_KEY_NOT_FOUND",
+        LedgerError::WorldPolicy => "WORLD_POLICY",
+        LedgerError::OutcomeUnknown { .. } => "OUTCOME_UNKNOWN",
+        LedgerError::NoSpace { .. } => "NO_SPACE",
+        LedgerError::Storage { .. } => "STORAGE",
+        LedgerError::EntryTooLarge { .. } => "ENTRY_TOO_LARGE",
+        LedgerError::Closed => "CLOSED",
+        LedgerError::Poisoned => "POISONED",
+        LedgerError::StoreInUse { .. } => "STORE_IN_USE",
+        LedgerError::StoreExists { .. } => "STORE_EXISTS",
+        LedgerError::LogBehindState { .. } => "LOG_BEHIND_STATE",
+        LedgerError::StateLogMismatch { .. } => "STATE_LOG_MISMATCH",
+        LedgerError::NotAStore => "NOT_A_STORE",
+    }
+}

@@ -1,0 +1,460 @@
+//! Group commit. Callers queue their operations; whoever holds the committer lock takes
+//! everything queued and commits it as one group: validate each operation in queue order
+//! (each against the state the earlier ones left, inside one redb write transaction), append
+//! the accepted entries to the log with one write and one fsync (the commit point), then
+//! commit the state transaction with the new watermark. Each caller gets its own result; one
+//! rejected operation never fails the others.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use super::entry::{self, EntryBody, TransactionEntry};
+use super::error::LedgerError;
+use super::read::receipt_of;
+use super::request::{Committed, Receipt};
+use super::validate::{self, Context, Decision, EntrySource, Op};
+use super::{Inner, Ledger};
+use crate::Error;
+use crate::log::format::{
+    BATCH_BYTES_MAX, BODY_BYTES_MAX, FRAME_PREFIX_BYTES, PAYLOAD_FIXED_BYTES,
+};
+use crate::log::{Appended, Log, LogError};
+use crate::replay;
+use crate::state::apply::{apply, write_watermark};
+use crate::state::{Watermark, WriteTables};
+
+/// What a write returns: a receipt for transactions, the entry's place for the rest.
+#[derive(Debug, Clone)]
+pub(crate) enum Outcome {
+    Receipt(Receipt),
+    Committed(Committed),
+}
+
+type Slot = Arc<Mutex<Option<Result<Outcome, Error>>>>;
+
+/// A queued operation and where its result goes.
+pub(crate) struct Pending {
+    op: Op,
+    slot: Slot,
+}
+
+/// Checkpoint bookkeeping, guarded by the committer lock.
+#[derive(Debug)]
+pub(crate) struct Committer {
+    groups_since_checkpoint: u32,
+    last_checkpoint: Instant,
+}
+
+impl Committer {
+    pub(crate) fn new(now: Instant) -> Committer {
+        Committer {
+            groups_since_checkpoint: 0,
+            last_checkpoint: now,
+        }
+    }
+}
+
+/// One accepted or settled operation of a group.
+enum Staged {
+    /// Appended as this entry (index into the group's bodies).
+    Entry {
+        index: usize,
+        body: EntryBody,
+    },
+    /// Repeats transaction `id`.
+    Replay(u64),
+    Done(Result<Outcome, Error>),
+}
+
+fn fill(slot: &Slot, result: Result<Outcome, Error>) {
+    *slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(result);
+}
+
+fn take(slot: &Slot) -> Option<Result<Outcome, Error>> {
+    slot.lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .take()
+}
+
+fn is_filled(slot: &Slot) -> bool {
+    slot.lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .is_some()
+}
+
+impl Ledger {
+    /// Queues operations and returns their results in order, once some holder of the
+    /// committer lock (maybe this caller) has committed them.
+    pub(crate) fn submit(&self, ops: Vec<Op>) -> Vec<Result<Outcome, Error>> {
+        let inner = &self.inner;
+        let slots: Vec<Slot> = ops.iter().map(|_| Arc::new(Mutex::new(None))).collect();
+        {
+            let mut queue = inner
+                .queue
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for (op, slot) in ops.into_iter().zip(&slots) {
+                queue.push_back(Pending {
+                    op,
+                    slot: slot.clone(),
+                });
+            }
+        }
+        while !slots.iter().all(is_filled) {
+            let mut committer = inner
+                .committer
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if slots.iter().all(is_filled) {
+                break;
+            }
+            let group: Vec<Pending> = {
+                let mut queue = inner
+                    .queue
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                let count = queue.len().min(inner.options.group_ops_max);
+                queue.drain(..count).collect()
+            };
+            inner.commit_group(&mut committer, group);
+        }
+        slots
+            .iter()
+            .map(|slot| take(slot).unwrap_or_else(|| Err(LedgerError::Closed.into())))
+            .collect()
+    }
+}
+
+/// Transaction entries for validation: the group's own (not yet in the log) first, then the
+/// log.
+struct GroupEntries<'a> {
+    log: &'a Log,
+    staged: &'a HashMap<u64, TransactionEntry>,
+}
+
+impl EntrySource for GroupEntries<'_> {
+    fn transaction(&self, id: u64) -> Result<TransactionEntry, Error> {
+        if let Some(tx) = self.staged.get(&id) {
+            return Ok(tx.clone());
+        }
+        read_transaction(self.log, id)
+    }
+}
+
+/// Reads and decodes a transaction entry from the log.
+pub(crate) fn read_transaction(log: &Log, id: u64) -> Result<TransactionEntry, Error> {
+    let entry = log.read(id)?;
+    match replay::decode_body(&entry)? {
+        EntryBody::Transaction(tx) => Ok(tx),
+        _ => Err(crate::state::StateError::Inconsistent {
+            seq: id,
+            detail: "the state names it as a transaction, the log does not".to_string(),
+        }
+        .into()),
+    }
+}
+
+impl Inner {
+    fn refusal(&self) -> Option<LedgerError> {
+        if self.closed.load(Ordering::SeqCst) {
+            Some(LedgerError::Closed)
+        } else if self.poisoned.load(Ordering::SeqCst) {
+            Some(LedgerError::Poisoned)
+        } else {
+            None
+        }
+    }
+
+    /// Commits one group, filling every slot of it (or returning unprocessed operations to
+    /// the front of the queue when the group's bytes would pass the log's batch bound).
+    fn commit_group(&self, committer: &mut Committer, group: Vec<Pending>) {
+        if let Some(refusal) = self.refusal() {
+            for pending in &group {
+                fill(&pending.slot, Err(refusal.clone().into()));
+            }
+            return;
+        }
+        let checkpoint = committer.groups_since_checkpoint + 1 >= self.options.checkpoint_groups
+            || committer.last_checkpoint.elapsed() >= self.options.checkpoint_interval;
+        match self.commit_group_inner(group, checkpoint) {
+            Ok(true) if checkpoint => {
+                committer.groups_since_checkpoint = 0;
+                committer.last_checkpoint = Instant::now();
+            }
+            Ok(_) => committer.groups_since_checkpoint += 1,
+            Err(()) => {}
+        }
+    }
+
+    /// Returns Ok(whether a state transaction was committed), Err when the group failed (its
+    /// slots are filled with the errors).
+    fn commit_group_inner(&self, group: Vec<Pending>, checkpoint: bool) -> Result<bool, ()> {
+        let fail_all = |group: &[Pending], error: &dyn Fn() -> Error| {
+            for pending in group {
+                fill(&pending.slot, Err(error()));
+            }
+        };
+        let txn = match self.state.begin_write(checkpoint) {
+            Ok(txn) => txn,
+            Err(error) => {
+                let detail = error.to_string();
+                fail_all(&group, &|| {
+                    LedgerError::Storage {
+                        detail: detail.clone(),
+                    }
+                    .into()
+                });
+                return Err(());
+            }
+        };
+        let now = (self.options.clock)();
+        let mut bodies: Vec<Vec<u8>> = Vec::new();
+        let mut staged: Vec<Staged> = Vec::new();
+        let mut staged_tx: HashMap<u64, TransactionEntry> = HashMap::new();
+        let head = self.log.head();
+        let mut group = group;
+        let mut unprocessed = Vec::new();
+        {
+            let mut tables = match WriteTables::open(&txn) {
+                Ok(tables) => tables,
+                Err(error) => {
+                    let detail = error.to_string();
+                    fail_all(&group, &|| {
+                        LedgerError::Storage {
+                            detail: detail.clone(),
+                        }
+                        .into()
+                    });
+                    return Err(());
+                }
+            };
+            let mut bytes_total = 0usize;
+            for (position, pending) in group.iter().enumerate() {
+                let seq = head.seq + 1 + bodies.len() as u64;
+                let decision = {
+                    let entries = GroupEntries {
+                        log: &self.log,
+                        staged: &staged_tx,
+                    };
+                    let ctx = Context {
+                        view: &tables,
+                        entries: &entries,
+                        now,
+                    };
+                    validate::validate(&ctx, &pending.op)
+                };
+                let body = match decision {
+                    Ok(Decision::Append(body)) => body,
+                    Ok(Decision::Replay(id)) => {
+                        staged.push(Staged::Replay(id));
+                        continue;
+                    }
+                    Err(error) => {
+                        staged.push(Staged::Done(Err(error)));
+                        continue;
+                    }
+                };
+                let encoded = match encode_bounded(&body) {
+                    Ok(encoded) => encoded,
+                    Err(error) => {
+                        staged.push(Staged::Done(Err(error)));
+                        continue;
+                    }
+                };
+                let record_bytes = FRAME_PREFIX_BYTES + PAYLOAD_FIXED_BYTES + encoded.len();
+                if bytes_total + record_bytes > BATCH_BYTES_MAX {
+                    unprocessed = group.split_off(position);
+                    break;
+                }
+                if let Err(error) = apply(&mut tables, seq, &body) {
+                    // The transaction holds a partial write: nothing of this group may stand.
+                    drop(tables);
+                    let _ = txn.abort();
+                    let detail = error.to_string();
+                    fail_all(&group, &|| {
+                        LedgerError::Storage {
+                            detail: detail.clone(),
+                        }
+                        .into()
+                    });
+                    self.requeue(unprocessed);
+                    return Err(());
+                }
+                bytes_total += record_bytes;
+                if let EntryBody::Transaction(tx) = &body {
+                    staged_tx.insert(seq, tx.clone());
+                }
+                staged.push(Staged::Entry {
+                    index: bodies.len(),
+                    body,
+                });
+                bodies.push(encoded);
+            }
+        }
+        self.requeue(unprocessed);
+        if bodies.is_empty() {
+            let _ = txn.abort();
+            self.deliver(&group, staged, &[], &staged_tx);
+            return Ok(false);
+        }
+        let appended = match self.log.append(&bodies) {
+            Ok(appended) => appended,
+            Err(error) => {
+                let _ = txn.abort();
+                self.fail_append(&group, staged, &error);
+                return Err(());
+            }
+        };
+        let committed = self.commit_state(txn, &appended);
+        self.deliver(&group, staged, &appended, &staged_tx);
+        Ok(committed)
+    }
+
+    /// Records the watermark and commits the state. The log already holds the group,
+    /// so a failure here loses nothing, but the state is now behind: refuse writes until a
+    /// reopen catches it up.
+    fn commit_state(&self, txn: redb::WriteTransaction, appended: &[Appended]) -> bool {
+        let Some(last) = appended.last() else {
+            return false;
+        };
+        let watermark = Watermark {
+            seq: last.seq,
+            block_hash: last.block_hash,
+        };
+        let result = write_watermark(&txn, watermark)
+            .and_then(|()| txn.commit().map_err(crate::state::StateError::from));
+        if result.is_err() {
+            self.poisoned.store(true, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    fn requeue(&self, unprocessed: Vec<Pending>) {
+        if unprocessed.is_empty() {
+            return;
+        }
+        let mut queue = self
+            .queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for pending in unprocessed.into_iter().rev() {
+            queue.push_front(pending);
+        }
+    }
+
+    /// The log refused or failed the append: nothing of the group is in the state. A clean
+    /// failure fails the accepted operations; an unknown outcome also poisons the ledger.
+    fn fail_append(&self, group: &[Pending], staged: Vec<Staged>, error: &LogError) {
+        let make: Box<dyn Fn() -> Error> = match error {
+            LogError::NoSpace { source } => {
+                let detail = source.to_string();
+                Box::new(move || {
+                    LedgerError::NoSpace {
+                        detail: detail.clone(),
+                    }
+                    .into()
+                })
+            }
+            LogError::OutcomeUnknown { .. } | LogError::Poisoned => {
+                self.poisoned.store(true, Ordering::SeqCst);
+                let detail = error.to_string();
+                Box::new(move || {
+                    LedgerError::OutcomeUnknown {
+                        detail: detail.clone(),
+                    }
+                    .into()
+                })
+            }
+            other => {
+                let detail = other.to_string();
+                Box::new(move || {
+                    LedgerError::Storage {
+                        detail: detail.clone(),
+                    }
+                    .into()
+                })
+            }
+        };
+        for (pending, staged) in group.iter().zip(staged) {
+            let result = match staged {
+                Staged::Done(result) => result,
+                Staged::Entry { .. } | Staged::Replay(_) => Err(make()),
+            };
+            fill(&pending.slot, result);
+        }
+    }
+
+    fn deliver(
+        &self,
+        group: &[Pending],
+        staged: Vec<Staged>,
+        appended: &[Appended],
+        staged_tx: &HashMap<u64, TransactionEntry>,
+    ) {
+        for (pending, staged) in group.iter().zip(staged) {
+            let result = match staged {
+                Staged::Done(result) => result,
+                Staged::Entry { index, body } => Ok(outcome_of(&appended[index], &body)),
+                Staged::Replay(id) => self.replayed(id, appended, staged_tx),
+            };
+            fill(&pending.slot, result);
+        }
+    }
+
+    /// The original receipt of transaction `id`, marked replayed.
+    fn replayed(
+        &self,
+        id: u64,
+        appended: &[Appended],
+        staged_tx: &HashMap<u64, TransactionEntry>,
+    ) -> Result<Outcome, Error> {
+        if let (Some(tx), Some(first)) = (staged_tx.get(&id), appended.first()) {
+            let hashes = &appended[(id - first.seq) as usize];
+            let mut receipt = receipt_of(id, hashes.block_hash, hashes.previous_hash, tx, None);
+            receipt.replayed = true;
+            return Ok(Outcome::Receipt(receipt));
+        }
+        let entry = self.log.read(id)?;
+        let EntryBody::Transaction(tx) = replay::decode_body(&entry)? else {
+            return Err(LedgerError::NotAStore.into());
+        };
+        let mut receipt = receipt_of(id, entry.block_hash, entry.previous_hash, &tx, None);
+        receipt.replayed = true;
+        Ok(Outcome::Receipt(receipt))
+    }
+}
+
+fn outcome_of(appended: &Appended, body: &EntryBody) -> Outcome {
+    match body {
+        EntryBody::Transaction(tx) => Outcome::Receipt(receipt_of(
+            appended.seq,
+            appended.block_hash,
+            appended.previous_hash,
+            tx,
+            None,
+        )),
+        _ => Outcome::Committed(Committed {
+            seq: appended.seq,
+            block_hash: appended.block_hash,
+            previous_hash: appended.previous_hash,
+        }),
+    }
+}
+
+fn encode_bounded(body: &EntryBody) -> Result<Vec<u8>, Error> {
+    let encoded = entry::encode(body).map_err(|_| LedgerError::EntryTooLarge {
+        bytes: BODY_BYTES_MAX + 1,
+        max: BODY_BYTES_MAX,
+    })?;
+    if encoded.len() > BODY_BYTES_MAX {
+        return Err(LedgerError::EntryTooLarge {
+            bytes: encoded.len(),
+            max: BODY_BYTES_MAX,
+        }
+        .into());
+    }
+    Ok(encoded)
+}

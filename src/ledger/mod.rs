@@ -1,0 +1,468 @@
+//! The ledger: the domain (postings, balances, overdrafts, reverts, metadata, idempotency) over
+//! the log and the state, and [`Ledger`], the handle an application links. Every change is a
+//! log entry first; the state only ever holds what the log implies (`docs/ledger.md`).
+//!
+//! `ledger/` never opens a file itself: it goes through the log and the state.
+
+pub mod entry;
+pub mod error;
+pub mod model;
+pub mod request;
+
+mod commit;
+mod read;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub use error::LedgerError;
+pub use read::{AccountView, LedgerStats};
+
+use crate::Error;
+use crate::log::vfs::{LockGuard, RealFs, Vfs};
+use crate::log::{Log, LogOptions, RecoveryReport};
+use crate::replay;
+use crate::state::catchup::Applier;
+use crate::state::{State, StateOpened, StateView};
+use commit::Committer;
+use entry::{EntryBody, StoreCreated};
+use model::{Metadata, Overdraft, Timestamp};
+use request::{Committed, PostRequest, Receipt, RevertRequest};
+use validate::Op;
+
+/// Name of the lock file inside a store.
+pub const LOCK_FILE_NAME: &str = "LOCK";
+
+/// A source of the current time, in microseconds since the epoch.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// How to open a store.
+#[derive(Clone)]
+pub struct LedgerOptions {
+    /// Log segment size (the roll threshold).
+    pub segment_bytes: u64,
+    /// Make the state durable (a redb checkpoint) after this many committed groups...
+    pub checkpoint_groups: u32,
+    /// ...or after this much time, whichever comes first; and always on close.
+    pub checkpoint_interval: Duration,
+    /// Most operations committed in one group (one fsync).
+    pub group_ops_max: usize,
+    /// The clock for `inserted_at` and default timestamps.
+    pub clock: Clock,
+}
+
+impl Default for LedgerOptions {
+    fn default() -> Self {
+        LedgerOptions {
+            segment_bytes: crate::log::format::SEGMENT_BYTES_DEFAULT,
+            checkpoint_groups: 256,
+            checkpoint_interval: Duration::from_secs(1),
+            group_ops_max: 4096,
+            clock: Arc::new(|| Timestamp::now().0),
+        }
+    }
+}
+
+impl std::fmt::Debug for LedgerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LedgerOptions")
+            .field("segment_bytes", &self.segment_bytes)
+            .field("checkpoint_groups", &self.checkpoint_groups)
+            .field("checkpoint_interval", &self.checkpoint_interval)
+            .field("group_ops_max", &self.group_ops_max)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What opening a store found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenReport {
+    /// Torn writes the log cut.
+    pub log_recovery: RecoveryReport,
+    /// How the state file was found.
+    pub state: StateOpened,
+    /// Entries applied past the state's watermark before the ledger served anything.
+    pub entries_caught_up: u64,
+}
+
+/// A handle on an open store. Cheap to clone and share between threads (`Send + Sync`);
+/// concurrent writes are committed in groups (one log append, one fsync, one state transaction
+/// per group), and reads never wait for writers.
+///
+/// ```
+/// use folio::{Ledger, PostRequest, Posting};
+/// let dir = tempfile::tempdir()?;
+/// let ledger = Ledger::create(dir.path().join("store"))?;
+/// let sale = PostRequest::new("main", vec![Posting::new("world", "till:1", "12.50", "USD/2")?])
+///     .with_reference("sale-1");
+/// let receipt = ledger.post(sale.clone())?;
+/// assert_eq!(ledger.balance("main", "till:1")?["USD/2"].to_string(), "12.5");
+/// // The same request again is not posted twice: the original receipt comes back.
+/// let again = ledger.post(sale)?;
+/// assert!(again.replayed && again.id == receipt.id);
+/// ledger.close()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Ledger {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    log: Log,
+    state: State,
+    options: LedgerOptions,
+    store_id: [u8; 16],
+    open_report: OpenReport,
+    /// Writes are refused once a write's outcome is unknown, until the store is reopened.
+    poisoned: AtomicBool,
+    closed: AtomicBool,
+    committer: Mutex<Committer>,
+    queue: Mutex<std::collections::VecDeque<commit::Pending>>,
+    _lock: Box<dyn LockGuard>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ledger {
+    /// Creates a new store in `dir` (which must not exist, or be empty) on the real disk.
+    pub fn create(dir: impl AsRef<Path>) -> Result<Ledger, Error> {
+        Ledger::create_with(Arc::new(RealFs), dir.as_ref(), LedgerOptions::default())
+    }
+
+    /// Opens the store in `dir` on the real disk.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Ledger, Error> {
+        Ledger::open_with(Arc::new(RealFs), dir.as_ref(), LedgerOptions::default())
+    }
+
+    /// Creates a new store on a given file system.
+    pub fn create_with(
+        vfs: Arc<dyn Vfs>,
+        dir: &Path,
+        options: LedgerOptions,
+    ) -> Result<Ledger, Error> {
+        let io = |error: std::io::Error| LedgerError::Storage {
+            detail: format!("{}: {error}", dir.display()),
+        };
+        if vfs.exists(dir).map_err(io)? {
+            if !vfs.list(dir).map_err(io)?.is_empty() {
+                return Err(LedgerError::StoreExists {
+                    path: dir.display().to_string(),
+                }
+                .into());
+            }
+        } else {
+            vfs.create_dir_all(dir).map_err(io)?;
+        }
+        let lock = take_lock(&*vfs, dir)?;
+        Log::create(vfs.clone(), dir, log_options(&options, 0))?;
+        let (state, _) = State::open(&*vfs, dir, true)?;
+        drop(state);
+        drop(lock);
+        Ledger::open_with(vfs, dir, options)
+    }
+
+    /// Opens a store on a given file system: validates the log (cutting a provably torn
+    /// tail), checks the state's watermark against it, rebuilds a missing or unreadable state,
+    /// and applies every entry past the watermark before returning.
+    pub fn open_with(
+        vfs: Arc<dyn Vfs>,
+        dir: &Path,
+        options: LedgerOptions,
+    ) -> Result<Ledger, Error> {
+        let lock = take_lock(&*vfs, dir)?;
+        if !vfs
+            .exists(&dir.join(crate::log::LOG_DIR_NAME))
+            .unwrap_or(false)
+        {
+            let reason = "no log directory";
+            return Err(crate::log::LogError::NotAStore {
+                path: dir.to_path_buf(),
+                reason,
+            }
+            .into());
+        }
+        let (state, state_opened) = State::open(&*vfs, dir, false)?;
+        let watermark = state.read_tables()?.watermark()?;
+        let log = Log::open(vfs.clone(), dir, log_options(&options, watermark.seq))?;
+        let head = log.head();
+        if head.seq < watermark.seq {
+            return Err(LedgerError::LogBehindState {
+                log_head: head.seq,
+                watermark: watermark.seq,
+            }
+            .into());
+        }
+        if watermark.seq > 0 && log.read(watermark.seq)?.block_hash != watermark.block_hash {
+            return Err(LedgerError::StateLogMismatch { seq: watermark.seq }.into());
+        }
+        if head.seq == 0 {
+            // A create that stopped before its first entry: finish it.
+            let created = StoreCreated {
+                store_id: new_store_id(),
+                created_at: (options.clock)(),
+            };
+            let body = entry::encode(&EntryBody::StoreCreated(created)).map_err(|error| {
+                LedgerError::Storage {
+                    detail: error.to_string(),
+                }
+            })?;
+            log.append(&[body])?;
+        }
+        let mut applier = Applier::new(&state);
+        let caught_up = replay::drive(
+            &log,
+            watermark.seq + 1,
+            log.head().seq,
+            &mut applier,
+            &mut |_| {},
+        )?;
+        let store_id = read_store_id(&log)?;
+        let open_report = OpenReport {
+            log_recovery: log.recovery_report().clone(),
+            state: state_opened,
+            entries_caught_up: caught_up,
+        };
+        Ok(Ledger {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                log,
+                state,
+                committer: Mutex::new(Committer::new(Instant::now())),
+                queue: Mutex::new(std::collections::VecDeque::new()),
+                options,
+                store_id,
+                open_report,
+                poisoned: AtomicBool::new(false),
+                closed: AtomicBool::new(false),
+                _lock: lock,
+            }),
+        })
+    }
+
+    /// What opening the store found and did.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.inner.open_report
+    }
+
+    /// The store's random, stable id (made at creation, recorded in entry 1).
+    pub fn store_id(&self) -> [u8; 16] {
+        self.inner.store_id
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The log (for verification, export and statistics).
+    pub fn log(&self) -> &Log {
+        &self.inner.log
+    }
+
+    /// Makes everything durable and trims the log: call before dropping the last handle.
+    /// Dropping without `close` loses nothing acknowledged (the log is the commit point), but
+    /// the next open then re-applies the entries past the last checkpoint.
+    pub fn close(&self) -> Result<(), Error> {
+        let _committer = self
+            .inner
+            .committer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if self.inner.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        if !self.inner.poisoned.load(Ordering::SeqCst) {
+            self.inner.state.checkpoint()?;
+        }
+        self.inner.log.close()?;
+        Ok(())
+    }
+}
+
+fn log_options(options: &LedgerOptions, seq_durable_min: u64) -> LogOptions {
+    LogOptions {
+        segment_bytes: options.segment_bytes,
+        seq_durable_min,
+        read_only: false,
+    }
+}
+
+fn take_lock(vfs: &dyn Vfs, dir: &Path) -> Result<Box<dyn LockGuard>, Error> {
+    match vfs.lock(&dir.join(LOCK_FILE_NAME)) {
+        Ok(guard) => Ok(guard),
+        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+            Err(LedgerError::StoreInUse {
+                path: dir.display().to_string(),
+            }
+            .into())
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let reason = "the directory does not exist";
+            Err(crate::log::LogError::NotAStore {
+                path: dir.to_path_buf(),
+                reason,
+            }
+            .into())
+        }
+        Err(error) => Err(LedgerError::Storage {
+            detail: format!("{}: {error}", dir.display()),
+        }
+        .into()),
+    }
+}
+
+fn new_store_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    if getrandom::fill(&mut id).is_err() {
+        // No OS randomness: fall back on a hash of the time and process, unique enough to
+        // tell devices apart.
+        let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
+        id.copy_from_slice(&blake3::hash(seed.as_bytes()).as_bytes()[..16]);
+    }
+    id
+}
+
+fn read_store_id(log: &Log) -> Result<[u8; 16], Error> {
+    let first = log.read(1)?;
+    match replay::decode_body(&first)? {
+        EntryBody::StoreCreated(created) => Ok(created.store_id),
+        _ => Err(LedgerError::NotAStore.into()),
+    }
+}
+
+fn expect_receipt(result: Result<commit::Outcome, Error>) -> Result<Receipt, Error> {
+    match result? {
+        commit::Outcome::Receipt(receipt) => Ok(receipt),
+        commit::Outcome::Committed(_) => Err(LedgerError::Storage {
+            detail: "expected a receipt".into(),
+        }
+        .into()),
+    }
+}
+
+fn expect_committed(result: Result<commit::Outcome, Error>) -> Result<Committed, Error> {
+    match result? {
+        commit::Outcome::Committed(committed) => Ok(committed),
+        commit::Outcome::Receipt(_) => Err(LedgerError::Storage {
+            detail: "expected an entry".into(),
+        }
+        .into()),
+    }
+}
+
+/// Writes. Each returns once its entry is durable in the log (or with the error that kept it
+/// out); concurrent calls share one fsync.
+impl Ledger {
+    fn submit_one(&self, op: Op) -> Result<commit::Outcome, Error> {
+        let mut results = self.submit(vec![op]);
+        results
+            .pop()
+            .unwrap_or_else(|| Err(LedgerError::Closed.into()))
+    }
+
+    /// Posts one transaction. A request whose reference was used before returns the original
+    /// receipt (`replayed: true`) if it is the same request, and `IdempotencyConflict` if not.
+    pub fn post(&self, request: PostRequest) -> Result<Receipt, Error> {
+        expect_receipt(self.submit_one(Op::Post(request)))
+    }
+
+    /// Posts many transactions in as few groups as possible; one result per request, in order.
+    /// A rejected request does not fail the others.
+    pub fn post_batch(&self, requests: Vec<PostRequest>) -> Vec<Result<Receipt, Error>> {
+        let ops = requests.into_iter().map(Op::Post).collect();
+        self.submit(ops).into_iter().map(expect_receipt).collect()
+    }
+
+    /// Reverts a transaction: posts its postings reversed, linked to it.
+    pub fn revert(&self, request: RevertRequest) -> Result<Receipt, Error> {
+        expect_receipt(self.submit_one(Op::Revert(request)))
+    }
+
+    /// Sets (adds or replaces) metadata keys on an account.
+    pub fn set_account_metadata(
+        &self,
+        ledger: &str,
+        account: &str,
+        metadata: Metadata,
+    ) -> Result<Committed, Error> {
+        let op = Op::SetAccountMetadata {
+            ledger: ledger.into(),
+            account: account.into(),
+            metadata,
+        };
+        expect_committed(self.submit_one(op))
+    }
+
+    /// Deletes a metadata key of an account.
+    pub fn delete_account_metadata(
+        &self,
+        ledger: &str,
+        account: &str,
+        key: &str,
+    ) -> Result<Committed, Error> {
+        let op = Op::DeleteAccountMetadata {
+            ledger: ledger.into(),
+            account: account.into(),
+            key: key.into(),
+        };
+        expect_committed(self.submit_one(op))
+    }
+
+    /// Sets (adds or replaces) metadata keys on a transaction.
+    pub fn set_transaction_metadata(
+        &self,
+        ledger: &str,
+        id: u64,
+        metadata: Metadata,
+    ) -> Result<Committed, Error> {
+        let op = Op::SetTransactionMetadata {
+            ledger: ledger.into(),
+            id,
+            metadata,
+        };
+        expect_committed(self.submit_one(op))
+    }
+
+    /// Deletes a metadata key of a transaction.
+    pub fn delete_transaction_metadata(
+        &self,
+        ledger: &str,
+        id: u64,
+        key: &str,
+    ) -> Result<Committed, Error> {
+        let op = Op::DeleteTransactionMetadata {
+            ledger: ledger.into(),
+            id,
+            key: key.into(),
+        };
+        expect_committed(self.submit_one(op))
+    }
+
+    /// Sets an account's overdraft policy in one asset.
+    pub fn set_overdraft(
+        &self,
+        ledger: &str,
+        account: &str,
+        asset: &str,
+        policy: Overdraft,
+    ) -> Result<Committed, Error> {
+        let op = Op::SetOverdraft {
+            ledger: ledger.into(),
+            account: account.into(),
+            asset: asset.into(),
+            policy,
+        };
+        expect_committed(self.submit_one(op))
+    }
+}

@@ -1,0 +1,344 @@
+//! Reads: balances and volumes, accounts, transactions by id or reference, account history in
+//! pages, and store figures. Each read opens its own redb read transaction (it never waits for
+//! a writer); transaction bodies come from the log.
+
+use std::collections::BTreeMap;
+
+use redb::ReadableTable;
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use super::Ledger;
+use super::commit::read_transaction;
+use super::entry::{OverdraftCode, TransactionEntry};
+use super::error::LedgerError;
+use super::model::{self, Metadata, Overdraft, Timestamp, Volumes, WORLD};
+use super::request::{OverdraftFlag, Posting, Receipt};
+use crate::Error;
+use crate::log::{Hash, Head};
+use crate::state::StateView;
+use crate::state::tables::{ReadTables, TransactionRow, VolumesRow, Watermark, decode_row};
+
+/// Most transactions one history page returns.
+pub const HISTORY_PAGE_MAX: usize = 1000;
+
+/// What the ledger knows of one account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccountView {
+    pub ledger: String,
+    pub address: String,
+    /// asset -> volumes.
+    pub volumes: BTreeMap<String, Volumes>,
+    pub metadata: Metadata,
+    /// asset -> policy, for the assets with a policy other than the default.
+    #[serde(serialize_with = "policies_out")]
+    pub overdrafts: BTreeMap<String, Overdraft>,
+    /// Postings that touched the account so far.
+    pub posting_seq: u64,
+}
+
+fn policies_out<S: serde::Serializer>(
+    policies: &BTreeMap<String, Overdraft>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(
+        policies
+            .iter()
+            .map(|(asset, policy)| (asset, policy.to_string())),
+    )
+}
+
+/// Figures of a store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LedgerStats {
+    pub entries: u64,
+    pub segments: u64,
+    pub log_bytes: u64,
+    pub ledgers: u64,
+    pub accounts: u64,
+    pub transactions: u64,
+    pub watermark: u64,
+}
+
+/// Builds a transaction's receipt from its entry.
+pub(crate) fn receipt_of(
+    id: u64,
+    block_hash: Hash,
+    previous_hash: Hash,
+    tx: &TransactionEntry,
+    row: Option<&TransactionRow>,
+) -> Receipt {
+    let mut pre: BTreeMap<String, BTreeMap<String, Volumes>> = BTreeMap::new();
+    let mut post: BTreeMap<String, BTreeMap<String, Volumes>> = BTreeMap::new();
+    let mut overdrafts = Vec::new();
+    for change in &tx.volumes {
+        let before = Volumes::new(change.pre_input.0, change.pre_output.0);
+        let after = Volumes::new(change.post_input.0, change.post_output.0);
+        pre.entry(change.account.clone())
+            .or_default()
+            .insert(change.asset.clone(), before);
+        post.entry(change.account.clone())
+            .or_default()
+            .insert(change.asset.clone(), after);
+        if after.balance < Decimal::ZERO && change.account != WORLD {
+            overdrafts.push(OverdraftFlag {
+                account: change.account.clone(),
+                asset: change.asset.clone(),
+                balance: after.balance,
+            });
+        }
+    }
+    Receipt {
+        id,
+        ledger: tx.ledger.clone(),
+        reference: tx.reference.clone(),
+        replayed: false,
+        block_hash,
+        previous_hash,
+        timestamp: Timestamp(tx.timestamp),
+        inserted_at: Timestamp(tx.inserted_at),
+        postings: tx
+            .postings
+            .iter()
+            .map(|posting| Posting {
+                source: posting.source.clone(),
+                destination: posting.destination.clone(),
+                amount: posting.amount.0,
+                asset: posting.asset.clone(),
+            })
+            .collect(),
+        metadata: row.map_or_else(|| tx.metadata.clone(), |row| row.metadata.clone()),
+        reverts: tx.reverts,
+        reverted_by: row.and_then(|row| row.reverted_by),
+        pre_commit_volumes: pre,
+        post_commit_volumes: post,
+        posting_seqs: tx
+            .posting_seqs
+            .iter()
+            .map(|seq| (seq.account.clone(), seq.posting_seq))
+            .collect(),
+        overdrafts,
+    }
+}
+
+/// The volumes rows of `(ledger, account prefix)`, in key order.
+fn volumes_rows(
+    tables: &ReadTables,
+    ledger: &str,
+    account_from: &str,
+    mut keep: impl FnMut(&str) -> bool,
+) -> Result<Vec<(String, String, Volumes)>, Error> {
+    let mut rows = Vec::new();
+    let range = tables
+        .volumes
+        .range((ledger, account_from, "")..)
+        .map_err(crate::state::StateError::from)?;
+    for item in range {
+        let (key, value) = item.map_err(crate::state::StateError::from)?;
+        let (row_ledger, account, asset) = key.value();
+        if row_ledger != ledger || !keep(account) {
+            break;
+        }
+        let volumes = decode_row::<VolumesRow>("volumes", value.value())?.volumes();
+        rows.push((account.to_string(), asset.to_string(), volumes));
+    }
+    Ok(rows)
+}
+
+impl Ledger {
+    fn tables(&self) -> Result<ReadTables, Error> {
+        Ok(self.inner.state.read_tables()?)
+    }
+
+    /// An account's volumes per asset.
+    pub fn volumes(&self, ledger: &str, account: &str) -> Result<BTreeMap<String, Volumes>, Error> {
+        model::check_ledger_name(ledger)?;
+        model::check_account("account", account)?;
+        let rows = volumes_rows(&self.tables()?, ledger, account, |found| found == account)?;
+        Ok(rows
+            .into_iter()
+            .map(|(_, asset, volumes)| (asset, volumes))
+            .collect())
+    }
+
+    /// An account's balance per asset (empty for an account never used).
+    pub fn balance(&self, ledger: &str, account: &str) -> Result<BTreeMap<String, Decimal>, Error> {
+        let volumes = self.volumes(ledger, account)?;
+        Ok(volumes
+            .into_iter()
+            .map(|(asset, volumes)| (asset, volumes.balance))
+            .collect())
+    }
+
+    /// Every account's balances whose address starts with `prefix` (all with `""`).
+    pub fn balances(
+        &self,
+        ledger: &str,
+        prefix: &str,
+    ) -> Result<BTreeMap<String, BTreeMap<String, Decimal>>, Error> {
+        model::check_ledger_name(ledger)?;
+        let rows = volumes_rows(&self.tables()?, ledger, prefix, |found| {
+            found.starts_with(prefix)
+        })?;
+        let mut accounts: BTreeMap<String, BTreeMap<String, Decimal>> = BTreeMap::new();
+        for (account, asset, volumes) in rows {
+            accounts
+                .entry(account)
+                .or_default()
+                .insert(asset, volumes.balance);
+        }
+        Ok(accounts)
+    }
+
+    /// Everything about one account; `None` if it was never used.
+    pub fn account(&self, ledger: &str, account: &str) -> Result<Option<AccountView>, Error> {
+        let volumes = self.volumes(ledger, account)?;
+        let tables = self.tables()?;
+        let known = tables
+            .accounts
+            .get((ledger, account))
+            .map_err(crate::state::StateError::from)?;
+        let Some(posting_seq) = known.map(|value| value.value()) else {
+            return Ok(None);
+        };
+        let mut overdrafts = BTreeMap::new();
+        let range = tables
+            .policies
+            .range((ledger, account, "")..)
+            .map_err(crate::state::StateError::from)?;
+        for item in range {
+            let (key, value) = item.map_err(crate::state::StateError::from)?;
+            let (row_ledger, row_account, asset) = key.value();
+            if row_ledger != ledger || row_account != account {
+                break;
+            }
+            let policy: OverdraftCode = decode_row("policies", value.value())?;
+            overdrafts.insert(asset.to_string(), policy.into());
+        }
+        Ok(Some(AccountView {
+            ledger: ledger.to_string(),
+            address: account.to_string(),
+            volumes,
+            metadata: tables.account_metadata(ledger, account)?,
+            overdrafts,
+            posting_seq,
+        }))
+    }
+
+    /// A transaction by id, with its current metadata and revert link; `None` if the ledger
+    /// has no such transaction.
+    pub fn transaction(&self, ledger: &str, id: u64) -> Result<Option<Receipt>, Error> {
+        model::check_ledger_name(ledger)?;
+        let Some(row) = self.tables()?.transaction(id)? else {
+            return Ok(None);
+        };
+        if row.ledger != ledger {
+            return Ok(None);
+        }
+        let entry = self.inner.log.read(id)?;
+        let tx = read_transaction(&self.inner.log, id)?;
+        Ok(Some(receipt_of(
+            id,
+            entry.block_hash,
+            entry.previous_hash,
+            &tx,
+            Some(&row),
+        )))
+    }
+
+    /// A transaction by its reference.
+    pub fn transaction_by_reference(
+        &self,
+        ledger: &str,
+        reference: &str,
+    ) -> Result<Option<Receipt>, Error> {
+        model::check_ledger_name(ledger)?;
+        model::check_reference(reference)?;
+        match self.tables()?.reference(ledger, reference)? {
+            Some(used) => self.transaction(ledger, used.id),
+            None => Ok(None),
+        }
+    }
+
+    /// An account's transactions, newest first: at most `limit` (up to 1,000) with ids below
+    /// `before` (the last id of the previous page), or from the newest when `before` is None.
+    pub fn history(
+        &self,
+        ledger: &str,
+        account: &str,
+        limit: usize,
+        before: Option<u64>,
+    ) -> Result<Vec<Receipt>, Error> {
+        model::check_ledger_name(ledger)?;
+        model::check_account("account", account)?;
+        let limit = limit.min(HISTORY_PAGE_MAX);
+        let end = before.unwrap_or(u64::MAX);
+        let tables = self.tables()?;
+        let range = tables
+            .history
+            .range((ledger, account, 0)..(ledger, account, end))
+            .map_err(crate::state::StateError::from)?;
+        let mut ids = Vec::with_capacity(limit);
+        for item in range.rev().take(limit) {
+            let (key, _) = item.map_err(crate::state::StateError::from)?;
+            ids.push(key.value().2);
+        }
+        let mut receipts = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.transaction(ledger, id)? {
+                Some(receipt) => receipts.push(receipt),
+                None => {
+                    return Err(LedgerError::TransactionNotFound {
+                        ledger: ledger.to_string(),
+                        id,
+                    }
+                    .into());
+                }
+            }
+        }
+        Ok(receipts)
+    }
+
+    /// The names of the ledgers that have entries.
+    pub fn ledgers(&self) -> Result<Vec<String>, Error> {
+        let tables = self.tables()?;
+        let mut names = Vec::new();
+        for item in tables
+            .ledgers
+            .iter()
+            .map_err(crate::state::StateError::from)?
+        {
+            let (key, _) = item.map_err(crate::state::StateError::from)?;
+            names.push(key.value().to_string());
+        }
+        Ok(names)
+    }
+
+    /// The log's last entry: the digest an auditor writes down.
+    pub fn head(&self) -> Head {
+        self.inner.log.head()
+    }
+
+    /// The last entry applied to the state.
+    pub fn watermark(&self) -> Result<Watermark, Error> {
+        Ok(self.tables()?.watermark()?)
+    }
+
+    /// Entries, segments, bytes, ledgers, accounts, transactions and the watermark.
+    pub fn stats(&self) -> Result<LedgerStats, Error> {
+        use redb::ReadableTableMetadata;
+        let log = self.inner.log.stats();
+        let tables = self.tables()?;
+        let count =
+            |len: Result<u64, redb::StorageError>| len.map_err(crate::state::StateError::from);
+        Ok(LedgerStats {
+            entries: log.entries,
+            segments: log.segments,
+            log_bytes: log.used_bytes,
+            ledgers: count(tables.ledgers.len())?,
+            accounts: count(tables.accounts.len())?,
+            transactions: count(tables.transactions.len())?,
+            watermark: tables.watermark()?.seq,
+        })
+    }
+}

@@ -1,0 +1,538 @@
+//! Turning a request into an entry: grammar and bounds, idempotency, and the running-balance
+//! check of overdraft policies (Formance semantics: postings in order, each against the
+//! balances the earlier ones left). Validation only reads; the caller applies what it returns,
+//! so a rejected request never leaves a partial write.
+
+use std::collections::BTreeMap;
+
+use rust_decimal::Decimal;
+
+use super::entry::{
+    AccountMetadataDeleted, AccountMetadataSet, CanonicalRequest, Dec, EntryBody, OverdraftSet,
+    PostingEntry, PostingSeq, TransactionEntry, TransactionMetadataDeleted, TransactionMetadataSet,
+    VolumeChange,
+};
+use super::error::LedgerError;
+use super::model::{self, Metadata, Overdraft, Volumes, WORLD};
+use super::request::{PostRequest, RevertRequest};
+use crate::Error;
+use crate::state::StateView;
+use crate::state::tables::TransactionRow;
+
+/// A write operation, as queued for group commit.
+#[derive(Debug, Clone)]
+pub(crate) enum Op {
+    Post(PostRequest),
+    Revert(RevertRequest),
+    SetAccountMetadata {
+        ledger: String,
+        account: String,
+        metadata: Metadata,
+    },
+    DeleteAccountMetadata {
+        ledger: String,
+        account: String,
+        key: String,
+    },
+    SetTransactionMetadata {
+        ledger: String,
+        id: u64,
+        metadata: Metadata,
+    },
+    DeleteTransactionMetadata {
+        ledger: String,
+        id: u64,
+        key: String,
+    },
+    SetOverdraft {
+        ledger: String,
+        account: String,
+        asset: String,
+        policy: Overdraft,
+    },
+}
+
+/// What validation decided.
+#[derive(Debug)]
+pub(crate) enum Decision {
+    /// Append this entry.
+    Append(EntryBody),
+    /// The request repeats the transaction with this id: return its receipt.
+    Replay(u64),
+}
+
+/// Transaction entries by id, including those of the group being committed (not yet in the
+/// log).
+pub(crate) trait EntrySource {
+    fn transaction(&self, id: u64) -> Result<TransactionEntry, Error>;
+}
+
+/// What validation reads.
+pub(crate) struct Context<'a> {
+    pub view: &'a dyn StateView,
+    pub entries: &'a dyn EntrySource,
+    /// Microseconds since the epoch: `inserted_at`, and the default timestamp.
+    pub now: i64,
+}
+
+pub(crate) fn validate(ctx: &Context<'_>, op: &Op) -> Result<Decision, Error> {
+    match op {
+        Op::Post(request) => validate_post(ctx, request),
+        Op::Revert(request) => validate_revert(ctx, request),
+        Op::SetAccountMetadata {
+            ledger,
+            account,
+            metadata,
+        } => {
+            check_target(ledger, account)?;
+            check_nonempty_metadata(metadata)?;
+            let set = AccountMetadataSet {
+                ledger: ledger.clone(),
+                account: account.clone(),
+                metadata: metadata.clone(),
+                inserted_at: ctx.now,
+            };
+            Ok(Decision::Append(EntryBody::AccountMetadataSet(set)))
+        }
+        Op::DeleteAccountMetadata {
+            ledger,
+            account,
+            key,
+        } => {
+            check_target(ledger, account)?;
+            model::check_metadata_key(key)?;
+            if !ctx
+                .view
+                .account_metadata(ledger, account)?
+                .contains_key(key)
+            {
+                let target = format!("account {account}");
+                return Err(LedgerError::MetadataKeyNotFound {
+                    target,
+                    key: key.clone(),
+                }
+                .into());
+            }
+            let deleted = AccountMetadataDeleted {
+                ledger: ledger.clone(),
+                account: account.clone(),
+                key: key.clone(),
+                inserted_at: ctx.now,
+            };
+            Ok(Decision::Append(EntryBody::AccountMetadataDeleted(deleted)))
+        }
+        Op::SetTransactionMetadata {
+            ledger,
+            id,
+            metadata,
+        } => {
+            model::check_ledger_name(ledger)?;
+            check_nonempty_metadata(metadata)?;
+            transaction_row(ctx, ledger, *id)?;
+            let set = TransactionMetadataSet {
+                ledger: ledger.clone(),
+                id: *id,
+                metadata: metadata.clone(),
+                inserted_at: ctx.now,
+            };
+            Ok(Decision::Append(EntryBody::TransactionMetadataSet(set)))
+        }
+        Op::DeleteTransactionMetadata { ledger, id, key } => {
+            model::check_ledger_name(ledger)?;
+            model::check_metadata_key(key)?;
+            if !transaction_row(ctx, ledger, *id)?
+                .metadata
+                .contains_key(key)
+            {
+                let target = format!("transaction {id}");
+                return Err(LedgerError::MetadataKeyNotFound {
+                    target,
+                    key: key.clone(),
+                }
+                .into());
+            }
+            let deleted = TransactionMetadataDeleted {
+                ledger: ledger.clone(),
+                id: *id,
+                key: key.clone(),
+                inserted_at: ctx.now,
+            };
+            Ok(Decision::Append(EntryBody::TransactionMetadataDeleted(
+                deleted,
+            )))
+        }
+        Op::SetOverdraft {
+            ledger,
+            account,
+            asset,
+            policy,
+        } => validate_overdraft(ctx, ledger, account, asset, *policy),
+    }
+}
+
+fn check_target(ledger: &str, account: &str) -> Result<(), Error> {
+    model::check_ledger_name(ledger)?;
+    model::check_account("account", account)?;
+    Ok(())
+}
+
+fn check_nonempty_metadata(metadata: &Metadata) -> Result<(), Error> {
+    if metadata.is_empty() {
+        let reason = "must set at least one key";
+        return Err(LedgerError::InvalidInput {
+            field: "metadata",
+            value: String::new(),
+            reason,
+        }
+        .into());
+    }
+    model::check_metadata(metadata)?;
+    Ok(())
+}
+
+fn transaction_row(ctx: &Context<'_>, ledger: &str, id: u64) -> Result<TransactionRow, Error> {
+    match ctx.view.transaction(id)? {
+        Some(row) if row.ledger == ledger => Ok(row),
+        _ => Err(LedgerError::TransactionNotFound {
+            ledger: ledger.to_string(),
+            id,
+        }
+        .into()),
+    }
+}
+
+fn validate_overdraft(
+    ctx: &Context<'_>,
+    ledger: &str,
+    account: &str,
+    asset: &str,
+    policy: Overdraft,
+) -> Result<Decision, Error> {
+    check_target(ledger, account)?;
+    if account == WORLD {
+        return Err(LedgerError::WorldPolicy.into());
+    }
+    let spec = model::parse_asset(asset)?;
+    if let Overdraft::Bounded(limit) = policy {
+        if limit < Decimal::ZERO {
+            let reason = "limit may not be negative";
+            return Err(LedgerError::InvalidInput {
+                field: "overdraft",
+                value: limit.to_string(),
+                reason,
+            }
+            .into());
+        }
+        if let Some(scale) = spec.scale
+            && limit.normalize().scale() > scale
+        {
+            let amount = limit.to_string();
+            return Err(LedgerError::AmountPrecision {
+                amount,
+                asset: asset.to_string(),
+                scale,
+            }
+            .into());
+        }
+    }
+    let policy = match policy {
+        Overdraft::Bounded(limit) => Overdraft::Bounded(limit.normalize()),
+        other => other,
+    };
+    let set = OverdraftSet {
+        ledger: ledger.to_string(),
+        account: account.to_string(),
+        asset: asset.to_string(),
+        policy: policy.into(),
+        inserted_at: ctx.now,
+    };
+    Ok(Decision::Append(EntryBody::OverdraftSet(set)))
+}
+
+/// Checks each posting's fields and returns them in canonical form.
+fn check_postings(request: &PostRequest) -> Result<Vec<PostingEntry>, Error> {
+    if request.postings.is_empty() {
+        return Err(LedgerError::EmptyPostings.into());
+    }
+    if request.postings.len() > model::POSTINGS_PER_TRANSACTION_MAX {
+        let (count, max) = (request.postings.len(), model::POSTINGS_PER_TRANSACTION_MAX);
+        return Err(LedgerError::TooManyPostings { count, max }.into());
+    }
+    let mut postings = Vec::with_capacity(request.postings.len());
+    for posting in &request.postings {
+        model::check_account("source", &posting.source)?;
+        model::check_account("destination", &posting.destination)?;
+        if posting.source == posting.destination {
+            let reason = "is the same account as the source";
+            let value = posting.destination.clone();
+            return Err(LedgerError::InvalidInput {
+                field: "destination",
+                value,
+                reason,
+            }
+            .into());
+        }
+        let amount = model::check_amount("amount", posting.amount, &posting.asset)?;
+        postings.push(PostingEntry {
+            source: posting.source.clone(),
+            destination: posting.destination.clone(),
+            amount: Dec(amount),
+            asset: posting.asset.clone(),
+        });
+    }
+    Ok(postings)
+}
+
+fn check_common(ledger: &str, reference: Option<&str>, metadata: &Metadata) -> Result<(), Error> {
+    model::check_ledger_name(ledger)?;
+    if let Some(reference) = reference {
+        model::check_reference(reference)?;
+    }
+    model::check_metadata(metadata)?;
+    Ok(())
+}
+
+/// If the request's reference was used: `Some(Replay)` for the same request, an
+/// `IdempotencyConflict` naming the first differing field for another one.
+fn check_reference_use(
+    ctx: &Context<'_>,
+    canonical: &CanonicalRequest,
+) -> Result<Option<Decision>, Error> {
+    let Some(reference) = &canonical.reference else {
+        return Ok(None);
+    };
+    let Some(used) = ctx.view.reference(&canonical.ledger, reference)? else {
+        return Ok(None);
+    };
+    if used.request_hash == canonical.hash() {
+        return Ok(Some(Decision::Replay(used.id)));
+    }
+    let original = ctx.entries.transaction(used.id)?.canonical_request();
+    Err(LedgerError::IdempotencyConflict {
+        ledger: canonical.ledger.clone(),
+        reference: reference.clone(),
+        original_id: used.id,
+        field: first_difference(&original, canonical),
+    }
+    .into())
+}
+
+/// Names the first field in which two canonical requests differ.
+fn first_difference(original: &CanonicalRequest, retry: &CanonicalRequest) -> String {
+    if original.kind != retry.kind {
+        return "kind (a post and a revert)".to_string();
+    }
+    if original.reverts != retry.reverts {
+        return "id".to_string();
+    }
+    if original.forced != retry.forced {
+        return "force".to_string();
+    }
+    if original.postings.len() != retry.postings.len() {
+        return "number of postings".to_string();
+    }
+    for (index, (a, b)) in original.postings.iter().zip(&retry.postings).enumerate() {
+        let field = if a.source != b.source {
+            "source"
+        } else if a.destination != b.destination {
+            "destination"
+        } else if a.amount != b.amount {
+            "amount"
+        } else if a.asset != b.asset {
+            "asset"
+        } else {
+            continue;
+        };
+        return format!("postings[{index}].{field}");
+    }
+    if original.timestamp != retry.timestamp {
+        return "timestamp".to_string();
+    }
+    if original.metadata != retry.metadata {
+        return "metadata".to_string();
+    }
+    "request".to_string()
+}
+
+fn validate_post(ctx: &Context<'_>, request: &PostRequest) -> Result<Decision, Error> {
+    check_common(
+        &request.ledger,
+        request.reference.as_deref(),
+        &request.metadata,
+    )?;
+    let postings = check_postings(request)?;
+    let canonical = CanonicalRequest {
+        kind: 0,
+        ledger: request.ledger.clone(),
+        reference: request.reference.clone(),
+        timestamp: request.timestamp.map(|at| at.0),
+        postings,
+        metadata: request.metadata.clone(),
+        reverts: None,
+        forced: false,
+    };
+    if let Some(replay) = check_reference_use(ctx, &canonical)? {
+        return Ok(replay);
+    }
+    let (volumes, posting_seqs) = effects(ctx.view, &canonical.ledger, &canonical.postings, true)?;
+    Ok(Decision::Append(EntryBody::Transaction(TransactionEntry {
+        ledger: canonical.ledger,
+        reference: canonical.reference,
+        timestamp: canonical.timestamp.unwrap_or(ctx.now),
+        timestamp_given: canonical.timestamp.is_some(),
+        inserted_at: ctx.now,
+        postings: canonical.postings,
+        metadata: canonical.metadata,
+        reverts: None,
+        forced: false,
+        volumes,
+        posting_seqs,
+    })))
+}
+
+fn validate_revert(ctx: &Context<'_>, request: &RevertRequest) -> Result<Decision, Error> {
+    check_common(
+        &request.ledger,
+        request.reference.as_deref(),
+        &request.metadata,
+    )?;
+    let canonical = CanonicalRequest {
+        kind: 1,
+        ledger: request.ledger.clone(),
+        reference: request.reference.clone(),
+        timestamp: None,
+        postings: Vec::new(),
+        metadata: request.metadata.clone(),
+        reverts: Some(request.id),
+        forced: request.force,
+    };
+    // A retried revert that went through must replay, so the reference comes first.
+    if let Some(replay) = check_reference_use(ctx, &canonical)? {
+        return Ok(replay);
+    }
+    let row = transaction_row(ctx, &request.ledger, request.id)?;
+    if let Some(reverted_by) = row.reverted_by {
+        return Err(LedgerError::AlreadyReverted {
+            id: request.id,
+            reverted_by,
+        }
+        .into());
+    }
+    let original = ctx.entries.transaction(request.id)?;
+    let postings: Vec<PostingEntry> = original
+        .postings
+        .iter()
+        .rev()
+        .map(|posting| PostingEntry {
+            source: posting.destination.clone(),
+            destination: posting.source.clone(),
+            amount: posting.amount,
+            asset: posting.asset.clone(),
+        })
+        .collect();
+    let (volumes, posting_seqs) = effects(ctx.view, &request.ledger, &postings, !request.force)?;
+    Ok(Decision::Append(EntryBody::Transaction(TransactionEntry {
+        ledger: canonical.ledger,
+        reference: canonical.reference,
+        timestamp: ctx.now,
+        timestamp_given: false,
+        inserted_at: ctx.now,
+        postings,
+        metadata: canonical.metadata,
+        reverts: Some(request.id),
+        forced: request.force,
+        volumes,
+        posting_seqs,
+    })))
+}
+
+/// Runs the postings in order against running balances; returns the volume changes (sorted by
+/// account, asset) and the accounts' new posting sequences. With `enforce`, a posting that
+/// takes its source below its overdraft floor rejects the whole transaction.
+fn effects(
+    view: &dyn StateView,
+    ledger: &str,
+    postings: &[PostingEntry],
+    enforce: bool,
+) -> Result<(Vec<VolumeChange>, Vec<PostingSeq>), Error> {
+    let mut running: BTreeMap<(&str, &str), (Volumes, Volumes)> = BTreeMap::new();
+    for posting in postings {
+        let (source, destination, asset) = (&posting.source, &posting.destination, &posting.asset);
+        let amount = posting.amount.0;
+        for account in [source, destination] {
+            if !running.contains_key(&(account.as_str(), asset.as_str())) {
+                let current = view.volumes(ledger, account, asset)?;
+                running.insert((account.as_str(), asset.as_str()), (current, current));
+            }
+        }
+        let overflow = || LedgerError::Overflow {
+            account: source.clone(),
+            asset: asset.clone(),
+        };
+        let source_now = running[&(source.as_str(), asset.as_str())].1;
+        let source_after = source_now.sent(amount).ok_or_else(overflow)?;
+        if enforce && source != WORLD {
+            let policy = view.overdraft(ledger, source, asset)?;
+            if !policy.allows(source_after.balance) {
+                let floor = policy.floor().unwrap_or(Decimal::MIN);
+                return Err(LedgerError::InsufficientFunds {
+                    ledger: ledger.to_string(),
+                    account: source.clone(),
+                    asset: asset.clone(),
+                    balance: source_now.balance.to_string(),
+                    amount: amount.to_string(),
+                    shortfall: (floor - source_after.balance).normalize().to_string(),
+                }
+                .into());
+            }
+        }
+        let overflow = || LedgerError::Overflow {
+            account: destination.clone(),
+            asset: asset.clone(),
+        };
+        let destination_after = running[&(destination.as_str(), asset.as_str())]
+            .1
+            .received(amount)
+            .ok_or_else(overflow)?;
+        if let Some(entry) = running.get_mut(&(source.as_str(), asset.as_str())) {
+            entry.1 = source_after;
+        }
+        if let Some(entry) = running.get_mut(&(destination.as_str(), asset.as_str())) {
+            entry.1 = destination_after;
+        }
+    }
+    let volumes = running
+        .iter()
+        .map(|((account, asset), (pre, post))| VolumeChange {
+            account: account.to_string(),
+            asset: asset.to_string(),
+            pre_input: Dec(pre.input),
+            pre_output: Dec(pre.output),
+            post_input: Dec(post.input),
+            post_output: Dec(post.output),
+        })
+        .collect();
+    Ok((volumes, posting_seqs(view, ledger, postings)?))
+}
+
+fn posting_seqs(
+    view: &dyn StateView,
+    ledger: &str,
+    postings: &[PostingEntry],
+) -> Result<Vec<PostingSeq>, Error> {
+    let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+    for posting in postings {
+        *counts.entry(posting.source.as_str()).or_default() += 1;
+        *counts.entry(posting.destination.as_str()).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .map(|(account, count)| {
+            let posting_seq = view.posting_seq(ledger, account)? + count;
+            Ok(PostingSeq {
+                account: account.to_string(),
+                posting_seq,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,291 @@
+//! Applying one entry to the state tables. The same code runs when the ledger commits a group,
+//! when open catches up past the watermark, and when replay rebuilds the state, so the state
+//! is always exactly what the log implies. It checks every effect an entry records against
+//! the state it lands on (volumes, posting sequences, references, reverts) and refuses an
+//! entry that disagrees: on the live path that is a broken invariant, on replay a bad log.
+
+use std::collections::BTreeMap;
+
+use redb::ReadableTable;
+use rust_decimal::Decimal;
+
+use super::error::StateError;
+use super::tables::{
+    META_STORE_ID, META_WATERMARK, ReferenceRow, StateView, TransactionRow, VolumesRow, Watermark,
+    WriteTables, encode_row,
+};
+use crate::ledger::entry::{Dec, EntryBody, OverdraftCode, TransactionEntry};
+
+/// Applies the entry `seq` to the tables.
+pub fn apply(tables: &mut WriteTables<'_>, seq: u64, body: &EntryBody) -> Result<(), StateError> {
+    if let Some(ledger) = body.ledger()
+        && tables.ledgers.get(ledger)?.is_none()
+    {
+        tables.ledgers.insert(ledger, seq)?;
+    }
+    match body {
+        EntryBody::StoreCreated(created) => {
+            if seq != 1 {
+                return Err(inconsistent(seq, "store creation after entry 1"));
+            }
+            tables.meta.insert(META_STORE_ID, &created.store_id[..])?;
+        }
+        EntryBody::Transaction(tx) => apply_transaction(tables, seq, tx)?,
+        EntryBody::AccountMetadataSet(set) => {
+            touch_account(tables, &set.ledger, &set.account)?;
+            let mut metadata = tables.account_metadata(&set.ledger, &set.account)?;
+            metadata.extend(set.metadata.clone());
+            let row = encode_row("account_metadata", &metadata)?;
+            tables
+                .account_metadata
+                .insert((set.ledger.as_str(), set.account.as_str()), &row[..])?;
+        }
+        EntryBody::AccountMetadataDeleted(deleted) => {
+            let key = (deleted.ledger.as_str(), deleted.account.as_str());
+            let mut metadata = tables.account_metadata(key.0, key.1)?;
+            if metadata.remove(&deleted.key).is_none() {
+                return Err(inconsistent(
+                    seq,
+                    "deletes an account metadata key that is not set",
+                ));
+            }
+            let row = encode_row("account_metadata", &metadata)?;
+            tables.account_metadata.insert(key, &row[..])?;
+        }
+        EntryBody::TransactionMetadataSet(set) => {
+            let mut row = transaction_of(tables, seq, &set.ledger, set.id)?;
+            row.metadata.extend(set.metadata.clone());
+            put_transaction(tables, set.id, &row)?;
+        }
+        EntryBody::TransactionMetadataDeleted(deleted) => {
+            let mut row = transaction_of(tables, seq, &deleted.ledger, deleted.id)?;
+            if row.metadata.remove(&deleted.key).is_none() {
+                return Err(inconsistent(
+                    seq,
+                    "deletes a transaction metadata key that is not set",
+                ));
+            }
+            put_transaction(tables, deleted.id, &row)?;
+        }
+        EntryBody::OverdraftSet(set) => {
+            touch_account(tables, &set.ledger, &set.account)?;
+            let key = (
+                set.ledger.as_str(),
+                set.account.as_str(),
+                set.asset.as_str(),
+            );
+            if set.policy == OverdraftCode::None {
+                tables.policies.remove(key)?;
+            } else {
+                let row = encode_row("policies", &set.policy)?;
+                tables.policies.insert(key, &row[..])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Records the last applied entry; done once per committed group, in the same transaction.
+pub fn set_watermark(tables: &mut WriteTables<'_>, watermark: Watermark) -> Result<(), StateError> {
+    let row = encode_row("meta", &watermark)?;
+    tables.meta.insert(META_WATERMARK, &row[..])?;
+    Ok(())
+}
+
+/// Records the watermark in a write transaction, opening only the table it lives in.
+pub fn write_watermark(
+    txn: &redb::WriteTransaction,
+    watermark: Watermark,
+) -> Result<(), StateError> {
+    let row = encode_row("meta", &watermark)?;
+    txn.open_table(super::tables::META)?
+        .insert(META_WATERMARK, &row[..])?;
+    Ok(())
+}
+
+fn inconsistent(seq: u64, detail: impl Into<String>) -> StateError {
+    StateError::Inconsistent {
+        seq,
+        detail: detail.into(),
+    }
+}
+
+fn touch_account(
+    tables: &mut WriteTables<'_>,
+    ledger: &str,
+    account: &str,
+) -> Result<(), StateError> {
+    if tables.accounts.get((ledger, account))?.is_none() {
+        tables.accounts.insert((ledger, account), 0)?;
+    }
+    Ok(())
+}
+
+fn transaction_of(
+    tables: &WriteTables<'_>,
+    seq: u64,
+    ledger: &str,
+    id: u64,
+) -> Result<TransactionRow, StateError> {
+    match tables.transaction(id)? {
+        Some(row) if row.ledger == ledger => Ok(row),
+        _ => Err(inconsistent(
+            seq,
+            format!("names transaction {id}, not in ledger {ledger}"),
+        )),
+    }
+}
+
+fn put_transaction(
+    tables: &mut WriteTables<'_>,
+    id: u64,
+    row: &TransactionRow,
+) -> Result<(), StateError> {
+    let bytes = encode_row("transactions", row)?;
+    tables.transactions.insert(id, &bytes[..])?;
+    Ok(())
+}
+
+/// Per (account, asset), what the postings add to input and output.
+fn posting_deltas(tx: &TransactionEntry) -> BTreeMap<(&str, &str), (Decimal, Decimal)> {
+    let mut deltas: BTreeMap<(&str, &str), (Decimal, Decimal)> = BTreeMap::new();
+    for posting in &tx.postings {
+        let asset = posting.asset.as_str();
+        deltas
+            .entry((posting.source.as_str(), asset))
+            .or_default()
+            .1 += posting.amount.0;
+        deltas
+            .entry((posting.destination.as_str(), asset))
+            .or_default()
+            .0 += posting.amount.0;
+    }
+    deltas
+}
+
+fn apply_transaction(
+    tables: &mut WriteTables<'_>,
+    seq: u64,
+    tx: &TransactionEntry,
+) -> Result<(), StateError> {
+    apply_volumes(tables, seq, tx)?;
+    apply_posting_seqs(tables, seq, tx)?;
+    if let Some(reference) = &tx.reference {
+        let key = (tx.ledger.as_str(), reference.as_str());
+        if tables.references.get(key)?.is_some() {
+            return Err(inconsistent(seq, format!("reuses reference {reference:?}")));
+        }
+        let row = ReferenceRow {
+            id: seq,
+            request_hash: tx.canonical_request().hash(),
+        };
+        tables
+            .references
+            .insert(key, &encode_row("references", &row)?[..])?;
+    }
+    if let Some(original) = tx.reverts {
+        let mut row = transaction_of(tables, seq, &tx.ledger, original)?;
+        if row.reverted_by.is_some() {
+            return Err(inconsistent(
+                seq,
+                format!("reverts transaction {original} a second time"),
+            ));
+        }
+        row.reverted_by = Some(seq);
+        put_transaction(tables, original, &row)?;
+    }
+    let row = TransactionRow {
+        ledger: tx.ledger.clone(),
+        reverted_by: None,
+        reverts: tx.reverts,
+        metadata: tx.metadata.clone(),
+    };
+    put_transaction(tables, seq, &row)?;
+    for account in tx.posting_seqs.iter().map(|entry| entry.account.as_str()) {
+        tables
+            .history
+            .insert((tx.ledger.as_str(), account, seq), ())?;
+    }
+    Ok(())
+}
+
+/// Checks each recorded volume change against the state and the postings, then writes it.
+fn apply_volumes(
+    tables: &mut WriteTables<'_>,
+    seq: u64,
+    tx: &TransactionEntry,
+) -> Result<(), StateError> {
+    let deltas = posting_deltas(tx);
+    let recorded: Vec<(&str, &str)> = tx
+        .volumes
+        .iter()
+        .map(|change| (change.account.as_str(), change.asset.as_str()))
+        .collect();
+    if !recorded.iter().copied().eq(deltas.keys().copied()) {
+        return Err(inconsistent(
+            seq,
+            "recorded volumes do not match the postings' accounts",
+        ));
+    }
+    for (change, (input_delta, output_delta)) in tx.volumes.iter().zip(deltas.values()) {
+        let (account, asset) = (change.account.as_str(), change.asset.as_str());
+        let current = tables.volumes(&tx.ledger, account, asset)?;
+        let pre_matches =
+            current.input == change.pre_input.0 && current.output == change.pre_output.0;
+        let post_matches = change.post_input.0 == change.pre_input.0 + input_delta
+            && change.post_output.0 == change.pre_output.0 + output_delta;
+        if !pre_matches || !post_matches {
+            return Err(inconsistent(
+                seq,
+                format!("volumes of {account} in {asset} disagree"),
+            ));
+        }
+        let row = VolumesRow {
+            input: Dec(change.post_input.0),
+            output: Dec(change.post_output.0),
+        };
+        let bytes = encode_row("volumes", &row)?;
+        tables
+            .volumes
+            .insert((tx.ledger.as_str(), account, asset), &bytes[..])?;
+    }
+    Ok(())
+}
+
+/// Checks each account's posting sequence continues from the state's, then writes it.
+fn apply_posting_seqs(
+    tables: &mut WriteTables<'_>,
+    seq: u64,
+    tx: &TransactionEntry,
+) -> Result<(), StateError> {
+    let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+    for posting in &tx.postings {
+        *counts.entry(posting.source.as_str()).or_default() += 1;
+        *counts.entry(posting.destination.as_str()).or_default() += 1;
+    }
+    let recorded: Vec<&str> = tx
+        .posting_seqs
+        .iter()
+        .map(|entry| entry.account.as_str())
+        .collect();
+    if !recorded.iter().copied().eq(counts.keys().copied()) {
+        return Err(inconsistent(
+            seq,
+            "recorded posting sequences do not match the postings",
+        ));
+    }
+    for (entry, count) in tx.posting_seqs.iter().zip(counts.values()) {
+        let current = tables.posting_seq(&tx.ledger, &entry.account)?;
+        if entry.posting_seq != current + count {
+            return Err(inconsistent(
+                seq,
+                format!("posting sequence of {} skips", entry.account),
+            ));
+        }
+        tables.accounts.insert(
+            (tx.ledger.as_str(), entry.account.as_str()),
+            entry.posting_seq,
+        )?;
+    }
+    Ok(())
+}

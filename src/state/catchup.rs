@@ -1,0 +1,68 @@
+//! Applying entries read from the log to the state, in write transactions of bounded size,
+//! each carrying its watermark: so a catch-up or rebuild interrupted at any point leaves a
+//! state whose watermark matches its contents, and the next open resumes from there.
+
+use super::apply::{apply, set_watermark};
+use super::tables::{Watermark, WriteTables};
+use super::{State, StateError};
+use crate::Error;
+use crate::ledger::entry::EntryBody;
+use crate::log::Entry;
+use crate::replay::Replay;
+
+/// Entries applied per write transaction.
+pub const ENTRIES_PER_TRANSACTION_MAX: usize = 10_000;
+
+/// A [`Replay`] sink that applies entries to a state.
+pub struct Applier<'a> {
+    state: &'a State,
+    buffered: Vec<(u64, [u8; 32], EntryBody)>,
+    /// Make the final transaction durable (a checkpoint).
+    checkpoint_at_end: bool,
+}
+
+impl<'a> Applier<'a> {
+    pub fn new(state: &'a State) -> Applier<'a> {
+        Applier {
+            state,
+            buffered: Vec::new(),
+            checkpoint_at_end: true,
+        }
+    }
+
+    fn flush(&mut self, durable: bool) -> Result<(), StateError> {
+        let Some(&(seq, block_hash, _)) = self.buffered.last() else {
+            return Ok(());
+        };
+        let txn = self.state.begin_write(durable)?;
+        {
+            let mut tables = WriteTables::open(&txn)?;
+            for (seq, _, body) in &self.buffered {
+                apply(&mut tables, *seq, body)?;
+            }
+            set_watermark(&mut tables, Watermark { seq, block_hash })?;
+        }
+        txn.commit()?;
+        self.buffered.clear();
+        Ok(())
+    }
+}
+
+impl Replay for Applier<'_> {
+    fn entry(&mut self, entry: &Entry, body: &EntryBody) -> Result<(), Error> {
+        self.buffered
+            .push((entry.seq, entry.block_hash, body.clone()));
+        if self.buffered.len() >= ENTRIES_PER_TRANSACTION_MAX {
+            self.flush(false)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), Error> {
+        self.flush(self.checkpoint_at_end)?;
+        if self.checkpoint_at_end {
+            self.state.checkpoint()?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,44 @@
+//! The state layer's error: redb failures, undecodable rows, and entries whose recorded
+//! effects disagree with the state they are applied to.
+
+/// An error of the state layer.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// redb failed (I/O, a damaged file, a transaction error).
+    #[error("state database error: {0}")]
+    Database(String),
+    /// A row in redb does not decode.
+    #[error("state row in table {table} does not decode: {detail}")]
+    BadRow { table: &'static str, detail: String },
+    /// An entry body in the log does not decode.
+    #[error("entry {seq} does not decode: {detail}")]
+    BadEntry { seq: u64, detail: String },
+    /// An entry's recorded effects disagree with the state it is applied to: the log and the
+    /// state have diverged, or the log holds an entry the ledger would never have written.
+    #[error("entry {seq} is inconsistent with the state: {detail}")]
+    Inconsistent { seq: u64, detail: String },
+    /// redb panicked while opening the file (a damaged file).
+    #[error("state file could not be opened: {0}")]
+    Unreadable(String),
+}
+
+macro_rules! from_redb {
+    ($($error:ty),*) => {$(
+        impl From<$error> for StateError {
+            fn from(error: $error) -> Self {
+                StateError::Database(error.to_string())
+            }
+        }
+    )*};
+}
+
+from_redb!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);

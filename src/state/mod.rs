@@ -1,0 +1,160 @@
+//! The materialized state: balances, volumes, references, indexes, metadata, policies and the
+//! watermark, in redb (`<store>/state.redb`). It is a cache of the log: it may be stale,
+//! missing or damaged, and the ledger rebuilds or catches it up from the log on open. It is
+//! written only by [`apply`] (one entry at a time, one write transaction per batch, watermark
+//! included) and read by validation and queries through [`StateView`].
+
+pub mod apply;
+pub mod backend;
+pub mod catchup;
+pub mod error;
+pub mod tables;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, Durability, ReadTransaction, ReadableDatabase, WriteTransaction};
+
+pub use error::StateError;
+pub use tables::{ReadTables, StateView, Watermark, WriteTables};
+
+use crate::log::vfs::{OpenMode, Vfs, VfsFile};
+use backend::VfsBackend;
+
+/// Name of the state file inside a store.
+pub const STATE_FILE_NAME: &str = "state.redb";
+/// Where a state file that would not open is moved before it is rebuilt.
+pub const STATE_DAMAGED_NAME: &str = "state.redb.damaged";
+/// redb's page cache.
+const CACHE_BYTES: usize = 64 << 20;
+
+/// How the state file came to be open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateOpened {
+    /// An existing file, opened as it was.
+    Existing,
+    /// A new file for a new store.
+    Created,
+    /// A new, empty file replacing one that was missing or would not open; the ledger
+    /// rebuilds it from the log.
+    Rebuilt { reason: String },
+}
+
+/// The state database of one store.
+#[derive(Debug)]
+pub struct State {
+    db: Database,
+}
+
+impl State {
+    /// Opens `<store>/state.redb`, creating it when `create` is set, and otherwise replacing a
+    /// missing or unreadable file with an empty one (which the caller then rebuilds).
+    pub fn open(
+        vfs: &dyn Vfs,
+        store_dir: &Path,
+        create: bool,
+    ) -> Result<(State, StateOpened), StateError> {
+        let path = store_dir.join(STATE_FILE_NAME);
+        let io =
+            |error: std::io::Error| StateError::Database(format!("{}: {error}", path.display()));
+        if !vfs.exists(&path).map_err(io)? {
+            let state = State::create_file(vfs, store_dir)?;
+            let opened = if create {
+                StateOpened::Created
+            } else {
+                StateOpened::Rebuilt {
+                    reason: "state.redb was missing".to_string(),
+                }
+            };
+            return Ok((state, opened));
+        }
+        let file = vfs.open(&path, OpenMode::Write).map_err(io)?;
+        match open_database(file) {
+            Ok(db) => Ok((State { db }, StateOpened::Existing)),
+            Err(error) => {
+                let damaged = store_dir.join(STATE_DAMAGED_NAME);
+                if vfs.exists(&damaged).map_err(io)? {
+                    vfs.remove(&damaged).map_err(io)?;
+                }
+                vfs.rename(&path, &damaged).map_err(io)?;
+                vfs.sync_dir(store_dir).map_err(io)?;
+                let state = State::create_file(vfs, store_dir)?;
+                let reason =
+                    format!("state.redb would not open ({error}); moved to {STATE_DAMAGED_NAME}");
+                Ok((state, StateOpened::Rebuilt { reason }))
+            }
+        }
+    }
+
+    /// Creates an empty state file with every table.
+    pub fn create_file(vfs: &dyn Vfs, store_dir: &Path) -> Result<State, StateError> {
+        let path = store_dir.join(STATE_FILE_NAME);
+        State::create_at(vfs, store_dir, &path)
+    }
+
+    /// Creates an empty state database at `path` (a file in `store_dir`).
+    pub fn create_at(vfs: &dyn Vfs, store_dir: &Path, path: &Path) -> Result<State, StateError> {
+        let io =
+            |error: std::io::Error| StateError::Database(format!("{}: {error}", path.display()));
+        let file = vfs.open(path, OpenMode::CreateNew).map_err(io)?;
+        vfs.sync_dir(store_dir).map_err(io)?;
+        let db = open_database(file)?;
+        let state = State { db };
+        let txn = state.begin_write(true)?;
+        WriteTables::open(&txn)?;
+        txn.commit()?;
+        Ok(state)
+    }
+
+    /// Begins a write transaction: durable (a checkpoint, with quick repair recorded so that
+    /// reopening after a crash does not walk the file) or not (the log is the commit point).
+    pub fn begin_write(&self, durable: bool) -> Result<WriteTransaction, StateError> {
+        let mut txn = self.db.begin_write()?;
+        if durable {
+            txn.set_durability(Durability::Immediate)?;
+            txn.set_quick_repair(true);
+        } else {
+            txn.set_durability(Durability::None)?;
+        }
+        Ok(txn)
+    }
+
+    /// Begins a read transaction; it never waits for writers.
+    pub fn begin_read(&self) -> Result<ReadTransaction, StateError> {
+        Ok(self.db.begin_read()?)
+    }
+
+    /// Opens every table for reading.
+    pub fn read_tables(&self) -> Result<ReadTables, StateError> {
+        ReadTables::open(&self.begin_read()?)
+    }
+
+    /// Makes everything committed so far durable.
+    pub fn checkpoint(&self) -> Result<(), StateError> {
+        self.begin_write(true)?.commit()?;
+        Ok(())
+    }
+}
+
+/// Opens (or initializes) a redb database on a file, turning a panic inside redb (which a
+/// damaged file can cause) into an error.
+fn open_database(file: Arc<dyn VfsFile>) -> Result<Database, StateError> {
+    let opened = catch_unwind(AssertUnwindSafe(|| {
+        redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create_with_backend(VfsBackend::new(file))
+    }));
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(error)) => Err(StateError::Unreadable(error.to_string())),
+        Err(panic) => {
+            let detail = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|text| text.to_string()))
+                .unwrap_or_else(|| "redb panicked".to_string());
+            Err(StateError::Unreadable(detail))
+        }
+    }
+}
