@@ -24,6 +24,7 @@ pub mod ledger;
 pub mod log;
 pub mod replay;
 pub mod state;
+pub mod verify;
 
 pub use error::Error;
 pub use ledger::model::{Metadata, Overdraft, Timestamp, Volumes};

@@ -342,3 +342,14 @@ impl Ledger {
         })
     }
 }
+
+impl Ledger {
+    /// Rebuilds the state from the log up to the state's watermark (in memory) and returns the
+    /// first row where the two differ, or `None` when the state is exactly what the log implies.
+    pub fn state_difference(&self) -> Result<Option<crate::verify::StateDifference>, Error> {
+        let actual = self.tables()?;
+        let watermark = actual.watermark()?;
+        let replayed = crate::verify::replay_state(&self.inner.log, watermark.seq, &mut |_| {})?;
+        crate::verify::diff_states(&replayed.read_tables()?, &actual)
+    }
+}

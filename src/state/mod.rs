@@ -107,6 +107,16 @@ impl State {
         Ok(state)
     }
 
+    /// An empty state in memory (for replays that are compared, not kept).
+    pub fn in_memory() -> Result<State, StateError> {
+        let db = redb::Builder::new().create_with_backend(redb::backends::InMemoryBackend::new())?;
+        let state = State { db };
+        let txn = state.begin_write(false)?;
+        WriteTables::open(&txn)?;
+        txn.commit()?;
+        Ok(state)
+    }
+
     /// Begins a write transaction: durable (a checkpoint, with quick repair recorded so that
     /// reopening after a crash does not walk the file) or not (the log is the commit point).
     pub fn begin_write(&self, durable: bool) -> Result<WriteTransaction, StateError> {
