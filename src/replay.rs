@@ -53,3 +53,126 @@ pub fn drive(
     sink.finish()?;
     Ok(fed)
 }
+
+/// Rebuilds `<dir>/state.redb` from the log: into a new file that then atomically replaces the
+/// old one, so that a crash during the rebuild leaves the old state usable and never a
+/// half-built one. The log is opened read-only (a torn tail is left for the next open to cut).
+/// Returns the entries applied.
+pub fn rebuild_state(
+    vfs: std::sync::Arc<dyn crate::log::vfs::Vfs>,
+    dir: &std::path::Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<u64, Error> {
+    use crate::state::{STATE_FILE_NAME, State};
+    let _lock = crate::ledger::take_lock(&*vfs, dir)?;
+    let options = crate::log::LogOptions {
+        read_only: true,
+        ..Default::default()
+    };
+    let log = Log::open(vfs.clone(), dir, options)?;
+    let head = log.head().seq;
+    let building = dir.join(REBUILD_FILE_NAME);
+    let io = |error: std::io::Error| crate::log::LogError::Io {
+        path: building.clone(),
+        source: error,
+    };
+    if vfs.exists(&building).map_err(io)? {
+        vfs.remove(&building).map_err(io)?;
+    }
+    let state = State::create_at(&*vfs, dir, &building)?;
+    let mut applier = crate::state::catchup::Applier::new(&state);
+    let applied = drive(&log, 1, head, &mut applier, &mut |seq| progress(seq, head))?;
+    drop(state);
+    vfs.rename(&building, &dir.join(STATE_FILE_NAME))
+        .map_err(io)?;
+    vfs.sync_dir(dir).map_err(io)?;
+    Ok(applied)
+}
+
+/// Name of the state file while `rebuild_state` builds it.
+pub const REBUILD_FILE_NAME: &str = "state.redb.replay";
+
+/// Makes a new store in `out` holding the books as they stood at entry `seq_to`: the log's
+/// entries `1..=seq_to` appended anew (the hash chain is the same, since a block hash depends
+/// only on seq, previous hash and body) and the state rebuilt to match.
+pub fn replay_into(
+    vfs: std::sync::Arc<dyn crate::log::vfs::Vfs>,
+    dir: &std::path::Path,
+    seq_to: u64,
+    out: &std::path::Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<u64, Error> {
+    use crate::ledger::LedgerError;
+    use crate::state::State;
+    let _lock = crate::ledger::take_lock(&*vfs, dir)?;
+    let log = Log::open(
+        vfs.clone(),
+        dir,
+        crate::log::LogOptions {
+            read_only: true,
+            ..Default::default()
+        },
+    )?;
+    let seq_to = seq_to.min(log.head().seq);
+    let io = |error: std::io::Error| LedgerError::Storage {
+        detail: format!("{}: {error}", out.display()),
+    };
+    if vfs.exists(out).map_err(io)? && !vfs.list(out).map_err(io)?.is_empty() {
+        return Err(LedgerError::StoreExists {
+            path: out.display().to_string(),
+        }
+        .into());
+    }
+    vfs.create_dir_all(out).map_err(io)?;
+    let _out_lock = crate::ledger::take_lock(&*vfs, out)?;
+    let copy = Log::create(vfs.clone(), out, crate::log::LogOptions::default())?;
+    let state = State::create_file(&*vfs, out)?;
+    let mut sink = CopySink {
+        log: &copy,
+        bodies: Vec::new(),
+        applier: crate::state::catchup::Applier::new(&state),
+    };
+    let copied = drive(&log, 1, seq_to, &mut sink, &mut |seq| progress(seq, seq_to))?;
+    let (source_head, copy_head) = (
+        log.read(seq_to).map(|entry| entry.block_hash).ok(),
+        copy.head(),
+    );
+    assert!(
+        seq_to == 0 || source_head == Some(copy_head.block_hash),
+        "a copied chain must hash the same"
+    );
+    copy.close()?;
+    Ok(copied)
+}
+
+/// Appends each entry's body to a new log (in batches) while applying it to a new state.
+struct CopySink<'a> {
+    log: &'a Log,
+    bodies: Vec<Vec<u8>>,
+    applier: crate::state::catchup::Applier<'a>,
+}
+
+impl CopySink<'_> {
+    fn flush(&mut self) -> Result<(), Error> {
+        if !self.bodies.is_empty() {
+            self.log.append(&self.bodies)?;
+            self.bodies.clear();
+        }
+        Ok(())
+    }
+}
+
+impl Replay for CopySink<'_> {
+    fn entry(&mut self, entry: &Entry, body: &EntryBody) -> Result<(), Error> {
+        self.bodies.push(entry.body.clone());
+        if self.bodies.len() >= 1000 {
+            self.flush()?;
+        }
+        self.applier.entry(entry, body)
+    }
+
+    fn finish(&mut self) -> Result<(), Error> {
+        self.flush()?;
+        self.applier.finish()
+    }
+}

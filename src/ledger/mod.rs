@@ -298,7 +298,7 @@ fn log_options(options: &LedgerOptions, seq_durable_min: u64) -> LogOptions {
     }
 }
 
-fn take_lock(vfs: &dyn Vfs, dir: &Path) -> Result<Box<dyn LockGuard>, Error> {
+pub(crate) fn take_lock(vfs: &dyn Vfs, dir: &Path) -> Result<Box<dyn LockGuard>, Error> {
     match vfs.lock(&dir.join(LOCK_FILE_NAME)) {
         Ok(guard) => Ok(guard),
         Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {

@@ -353,3 +353,21 @@ impl Ledger {
         crate::verify::diff_states(&replayed.read_tables()?, &actual)
     }
 }
+
+impl Ledger {
+    /// Verifies the store in-process while it runs: every record of the log (crc, hash,
+    /// chain), every expected head `(seq, block_hash)`, and the state (as of now) against a
+    /// replay of the log up to its watermark.
+    pub fn verify(
+        &self,
+        expect_heads: &[(u64, Hash)],
+    ) -> Result<crate::verify::VerifyReport, Error> {
+        let tables = self.tables()?;
+        crate::verify::verify_log_and_state(
+            &self.inner.log,
+            Some(&tables),
+            expect_heads,
+            &mut |_, _| {},
+        )
+    }
+}

@@ -1,0 +1,218 @@
+//! The `folio` command line: thin clap commands over the library (`docs/cli.md`). It holds no
+//! accounting logic. Exit codes, error codes and JSON shapes are a contract that scripts rely
+//! on: 0 success; 1 the operation ran and found a failure (a rejected transaction, a failed
+//! verification); 2 usage errors, I/O errors, a store that cannot be opened.
+
+mod audit;
+mod demo;
+mod output;
+mod post;
+mod query;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::Error;
+pub use output::CliError;
+
+/// Folio: an embedded double-entry ledger with a verifiable, hash-chained log.
+#[derive(Debug, Parser)]
+#[command(name = "folio", version, about)]
+pub struct Cli {
+    /// The store's directory.
+    #[arg(long, global = true, env = "FOLIO_STORE")]
+    store: Option<PathBuf>,
+    /// Print JSON (one object, or JSON Lines for streams) instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a store.
+    Init,
+    /// Post transactions read as JSON Lines from FILE or stdin.
+    Post {
+        /// File of JSON Lines requests; `-` or nothing for stdin.
+        file: Option<PathBuf>,
+    },
+    /// Revert a transaction: post its postings reversed.
+    Revert {
+        #[arg(long)]
+        ledger: String,
+        id: u64,
+        /// Post even if an account goes below its overdraft policy.
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        reference: Option<String>,
+    },
+    /// One account's balances.
+    Balance {
+        #[arg(long)]
+        ledger: String,
+        account: String,
+    },
+    /// Every account's balances (optionally those whose address starts with a prefix).
+    Balances {
+        #[arg(long)]
+        ledger: String,
+        #[arg(long, default_value = "")]
+        prefix: String,
+    },
+    /// A transaction by id or by reference.
+    Tx {
+        #[arg(long)]
+        ledger: String,
+        #[arg(required_unless_present = "reference", conflicts_with = "reference")]
+        id: Option<u64>,
+        #[arg(long)]
+        reference: Option<String>,
+    },
+    /// An account's transactions, newest first.
+    History {
+        #[arg(long)]
+        ledger: String,
+        account: String,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Continue after this id (the last id of the previous page): older transactions.
+        #[arg(long)]
+        after: Option<u64>,
+    },
+    /// Show an account, or change its overdraft policy or metadata.
+    Account {
+        #[arg(long)]
+        ledger: String,
+        account: String,
+        #[command(subcommand)]
+        action: AccountAction,
+    },
+    /// The log's head digest: `{"seq":N,"block_hash":"..."}`.
+    Head,
+    /// Verify the store without changing it: the log's chain and the state against a replay.
+    Verify {
+        /// An earlier head digest `SEQ:HASH` that must still hold (repeatable).
+        #[arg(long = "expect-head", value_name = "SEQ:HASH")]
+        expect_head: Vec<String>,
+    },
+    /// Rebuild the state from the log (or, with --out, a new store as of an entry).
+    Replay {
+        /// Rebuild only up to this entry (with --out).
+        #[arg(long)]
+        to_seq: Option<u64>,
+        /// Make a new store in this directory instead of replacing the state.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Export entries as JSON Lines.
+    Export {
+        /// Only entries after this seq.
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+    },
+    /// Entries, segments, bytes, ledgers, accounts, watermark.
+    Stats,
+    /// Simulate a point-of-sale day on a demo store, verify it, and print the books.
+    Demo {
+        /// Transactions to simulate.
+        #[arg(long, default_value_t = 100_000)]
+        transactions: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    /// Formance ledger events.
+    Events,
+}
+
+#[derive(Debug, Subcommand)]
+enum AccountAction {
+    /// Set the overdraft policy in one asset: none, unbounded, or a limit.
+    SetOverdraft {
+        policy: String,
+        #[arg(long)]
+        asset: String,
+    },
+    /// Set one metadata key.
+    SetMetadata { key: String, value: String },
+    /// Delete one metadata key.
+    DeleteMetadata { key: String },
+    /// Show volumes, metadata, policies and posting sequence.
+    Show,
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            error.print(json);
+            ExitCode::from(error.exit)
+        }
+    }
+}
+
+/// Runs one command; `Ok` carries the exit code (0, or 1 when the command found a failure).
+fn run(cli: Cli) -> Result<u8, CliError> {
+    let json = cli.json;
+    let store = || cli.store.clone().ok_or_else(CliError::missing_store);
+    match cli.command {
+        Command::Init => query::init(&store()?, json),
+        Command::Post { file } => post::post(&store()?, file.as_deref(), json),
+        Command::Revert {
+            ledger,
+            id,
+            force,
+            reference,
+        } => query::revert(&store()?, &ledger, id, force, reference, json),
+        Command::Balance { ledger, account } => query::balance(&store()?, &ledger, &account, json),
+        Command::Balances { ledger, prefix } => query::balances(&store()?, &ledger, &prefix, json),
+        Command::Tx {
+            ledger,
+            id,
+            reference,
+        } => query::tx(&store()?, &ledger, id, reference, json),
+        Command::History {
+            ledger,
+            account,
+            limit,
+            after,
+        } => query::history(&store()?, &ledger, &account, limit, after, json),
+        Command::Account {
+            ledger,
+            account,
+            action,
+        } => query::account(&store()?, &ledger, &account, action, json),
+        Command::Head => query::head(&store()?, json),
+        Command::Verify { expect_head } => audit::verify(&store()?, &expect_head, json),
+        Command::Replay { to_seq, out } => audit::replay(&store()?, to_seq, out, json),
+        Command::Export {
+            since,
+            format: ExportFormat::Events,
+        } => audit::export(&store()?, since),
+        Command::Stats => query::stats(&store()?, json),
+        Command::Demo { transactions } => {
+            let dir = cli
+                .store
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("folio-demo"));
+            demo::demo(&dir, transactions, json)
+        }
+    }
+}
+
+impl From<Error> for CliError {
+    fn from(error: Error) -> Self {
+        CliError::of(&error)
+    }
+}
