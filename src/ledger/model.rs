@@ -318,7 +318,7 @@ impl Volumes {
         Volumes {
             input,
             output,
-            balance: input - output,
+            balance: (input - output).normalize(),
         }
     }
 
