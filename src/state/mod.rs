@@ -71,7 +71,11 @@ impl State {
         }
         let file = vfs.open(&path, OpenMode::Write).map_err(io)?;
         match open_database(file) {
-            Ok(db) => Ok((State { db }, StateOpened::Existing)),
+            Ok(db) => {
+                let state = State { db };
+                state.ensure_tables()?;
+                Ok((state, StateOpened::Existing))
+            }
             Err(error) => {
                 let damaged = store_dir.join(STATE_DAMAGED_NAME);
                 if vfs.exists(&damaged).map_err(io)? {
@@ -85,6 +89,20 @@ impl State {
                 Ok((state, StateOpened::Rebuilt { reason }))
             }
         }
+    }
+
+    /// Creates any table that is missing: a crash right after the file was made can leave a
+    /// database whose first commit (the one creating the tables) never became durable.
+    fn ensure_tables(&self) -> Result<(), StateError> {
+        let read = self.begin_read()?;
+        if ReadTables::open(&read).is_ok() {
+            return Ok(());
+        }
+        drop(read);
+        let txn = self.begin_write(true)?;
+        WriteTables::open(&txn)?;
+        txn.commit()?;
+        Ok(())
     }
 
     /// Creates an empty state file with every table.
