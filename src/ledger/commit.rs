@@ -199,6 +199,8 @@ impl Inner {
         let txn = match self.state.begin_write(checkpoint) {
             Ok(txn) => txn,
             Err(error) => {
+                // redb latches an I/O failure: only a reopen brings the state back.
+                self.poisoned.store(true, Ordering::SeqCst);
                 let detail = error.to_string();
                 fail_all(&group, &|| {
                     LedgerError::Storage {
@@ -220,6 +222,7 @@ impl Inner {
             let mut tables = match WriteTables::open(&txn) {
                 Ok(tables) => tables,
                 Err(error) => {
+                    self.poisoned.store(true, Ordering::SeqCst);
                     let detail = error.to_string();
                     fail_all(&group, &|| {
                         LedgerError::Storage {
@@ -272,6 +275,7 @@ impl Inner {
                     // The transaction holds a partial write: nothing of this group may stand.
                     drop(tables);
                     let _ = txn.abort();
+                    self.poisoned.store(true, Ordering::SeqCst);
                     let detail = error.to_string();
                     fail_all(&group, &|| {
                         LedgerError::Storage {
