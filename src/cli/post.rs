@@ -14,27 +14,6 @@ use crate::{Error, PostRequest};
 /// Lines posted per group.
 const LINES_PER_GROUP: usize = 4096;
 
-/// Parses one input line into a request; the error names the field (`postings[0].amount`).
-pub(crate) fn parse_line(line: &str) -> Result<PostRequest, String> {
-    let mut deserializer = serde_json::Deserializer::from_str(line);
-    let parsed: Result<PostRequest, _> = serde_path_to_error::deserialize(&mut deserializer);
-    match parsed {
-        Ok(request) => deserializer
-            .end()
-            .map(|()| request)
-            .map_err(|error| error.to_string()),
-        Err(error) => {
-            let path = error.path().to_string();
-            let inner = error.into_inner();
-            if path.is_empty() || path == "." {
-                Err(inner.to_string())
-            } else {
-                Err(format!("{path}: {inner}"))
-            }
-        }
-    }
-}
-
 /// The outcome of one input line.
 enum LineResult {
     Posted(Box<crate::Receipt>),
@@ -64,7 +43,7 @@ pub(super) fn post(store: &Path, file: Option<&Path>, json: bool) -> Result<u8, 
             let line = line.map_err(|error| CliError::io(format!("reading input: {error}")))?;
             line_number += 1;
             bar.inc(line.len() as u64 + 1);
-            group.push((line_number, parse_line(&line)));
+            group.push((line_number, PostRequest::from_json_line(&line)));
         }
         if group.is_empty() {
             break;

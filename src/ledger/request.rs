@@ -65,6 +65,39 @@ impl PostRequest {
         self.metadata.insert(key.into(), value.into());
         self
     }
+
+    /// Parses one JSON Lines request (the `folio post` input); the error names the field that is
+    /// wrong (`postings[0].amount: ...`). Shape only: the ledger validates the values.
+    ///
+    /// ```
+    /// let request = folio::PostRequest::from_json_line(
+    ///     r#"{"ledger":"main","postings":[{"source":"world","destination":"till:1","amount":"1.5","asset":"USD/2"}]}"#,
+    /// )?;
+    /// assert_eq!(request.ledger, "main");
+    /// let error = folio::PostRequest::from_json_line(r#"{"ledger":"main","postings":[{"amount":2}]}"#)
+    ///     .unwrap_err();
+    /// assert!(error.starts_with("postings[0]"), "{error}");
+    /// # Ok::<(), String>(())
+    /// ```
+    pub fn from_json_line(line: &str) -> Result<PostRequest, String> {
+        let mut deserializer = serde_json::Deserializer::from_str(line);
+        let parsed: Result<PostRequest, _> = serde_path_to_error::deserialize(&mut deserializer);
+        match parsed {
+            Ok(request) => deserializer
+                .end()
+                .map(|()| request)
+                .map_err(|error| error.to_string()),
+            Err(error) => {
+                let path = error.path().to_string();
+                let inner = error.into_inner();
+                if path.is_empty() || path == "." {
+                    Err(inner.to_string())
+                } else {
+                    Err(format!("{path}: {inner}"))
+                }
+            }
+        }
+    }
 }
 
 /// One movement of an amount of an asset from a source account to a destination account.
