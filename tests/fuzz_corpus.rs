@@ -218,12 +218,10 @@ fn seeds_generated() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-/// Not found by the fuzzer (in 3.6 million runs it never repaired a crc) but by seed design: a
-/// body edited and its record's crc recomputed frames correctly, so open accepts it (recovery
-/// checks crc, seq, chain link and batch, but not the blake3 hash), the head carries a hash
-/// that no body produced, and entry 1 of the opened log fails to read with `BadHash`.
+/// Not one a fuzzer finds (it would have to repair a crc): a body edited and its record's crc
+/// recomputed frames correctly, so only the recomputed blake3 hash shows the edit, and open
+/// must refuse the segment rather than carry a head that no body produced.
 #[test]
-#[ignore = "fails until open recomputes block_hash (src/log/recovery.rs, walk_records)"]
 fn record_with_edited_body_and_fixed_crc_refuses_to_open() {
     let mut bytes = valid_segment();
     bytes[SECOND_AT - 5] ^= 0x01;

@@ -332,11 +332,42 @@ fn a_directory_without_a_log_is_not_a_store() {
         open(&fs, options(4096)),
         Err(LogError::NotAStore { .. })
     ));
+}
+
+/// `create` makes `log/`, then its first segment: a crash between the two leaves an empty log
+/// directory. Nothing was acknowledged, so a writable open with no durable watermark finishes
+/// the create (and reports it); a read-only open, or one whose state has a watermark (the log
+/// is then missing, not torn), refuses.
+#[test]
+fn an_empty_log_directory_is_a_torn_create() {
+    let fs = SimFs::new(1);
     fs.create_dir_all(&Path::new(STORE).join("log")).unwrap();
-    assert!(matches!(
-        open(&fs, options(4096)),
-        Err(LogError::NotAStore { .. })
-    ));
+    let read_only = LogOptions {
+        read_only: true,
+        ..options(4096)
+    };
+    let behind_state = LogOptions {
+        seq_durable_min: 3,
+        ..options(4096)
+    };
+    for refused in [read_only, behind_state] {
+        assert!(matches!(
+            open(&fs, refused),
+            Err(LogError::NotAStore { .. })
+        ));
+    }
+    assert!(fs.file_bytes(&segment_path(1)).is_none());
+    let log = open(&fs, options(4096)).unwrap();
+    let cuts = &log.recovery_report().cuts;
+    assert_eq!(cuts.len(), 1);
+    assert_eq!(cuts[0].kind, CutKind::TornCreate);
+    assert_eq!(cuts[0].segment, format::segment_name(1));
+    assert_eq!(log.head().seq, 0);
+    log.append(&[body(1)]).unwrap();
+    drop(log);
+    let again = open(&fs, options(4096)).unwrap();
+    assert_eq!(again.head().seq, 1);
+    assert!(again.recovery_report().cuts.is_empty());
 }
 
 #[test]

@@ -90,8 +90,14 @@ fn balances_from_postings(ledger: &Ledger) -> BTreeMap<String, BTreeMap<String, 
 fn check_recovered(image: &SimFs, trace: &Trace, what: &str) {
     let ledger = match workload::open(image) {
         Ok(ledger) => ledger,
-        // A crash inside `create`: the store was never acknowledged, so there may be none.
-        Err(error) if trace.outcomes.is_empty() && error.code() == "NOT_A_STORE" => return,
+        // A crash inside `create` before its log directory existed: the store was never
+        // acknowledged, so there may be none, but the directory must take a new `create`.
+        Err(error) if trace.outcomes.is_empty() && error.code() == "NOT_A_STORE" => {
+            if let Err(error) = workload::create(image) {
+                panic!("{what}: neither open nor create after a torn create: {error}");
+            }
+            return;
+        }
         Err(error) => panic!("{what}: reopen failed: {error}"),
     };
     for (op, outcome) in &trace.outcomes {

@@ -449,16 +449,16 @@ fn outcome_of(appended: &Appended, body: &EntryBody) -> Outcome {
 }
 
 fn encode_bounded(body: &EntryBody) -> Result<Vec<u8>, Error> {
-    let encoded = entry::encode(body).map_err(|_| LedgerError::EntryTooLarge {
-        bytes: BODY_BYTES_MAX + 1,
-        max: BODY_BYTES_MAX,
-    })?;
-    if encoded.len() > BODY_BYTES_MAX {
+    let storage = |error: bincode::error::EncodeError| LedgerError::Storage {
+        detail: format!("encoding an entry: {error}"),
+    };
+    let bytes = entry::encoded_len(body).map_err(storage)?;
+    if bytes > BODY_BYTES_MAX {
         return Err(LedgerError::EntryTooLarge {
-            bytes: encoded.len(),
+            bytes,
             max: BODY_BYTES_MAX,
         }
         .into());
     }
-    Ok(encoded)
+    Ok(entry::encode(body).map_err(storage)?)
 }

@@ -7,6 +7,8 @@
 //! accepted it (pre- and post-commit volumes, posting sequences): receipts can be rebuilt from
 //! the log alone, and replay checks that the effects agree with the state it rebuilds.
 
+use std::collections::BTreeMap;
+
 use bincode::de::Decoder;
 use bincode::enc::Encoder;
 use bincode::error::{DecodeError, EncodeError};
@@ -15,7 +17,7 @@ use rust_decimal::Decimal;
 
 use crate::log::format::BODY_BYTES_MAX;
 
-use super::model::{Metadata, Overdraft};
+use super::model::{Metadata, Overdraft, exact_add};
 
 /// The one bincode configuration of every body (F-50).
 pub const fn config() -> impl bincode::config::Config {
@@ -28,6 +30,14 @@ pub const fn config() -> impl bincode::config::Config {
 /// Encodes a value canonically.
 pub fn encode<T: Encode>(value: &T) -> Result<Vec<u8>, EncodeError> {
     bincode::encode_to_vec(value, config())
+}
+
+/// The size in bytes of a value's encoding, whatever its size (the body limit applies to
+/// decoding): what a refusal of an oversized body reports.
+pub fn encoded_len<T: Encode>(value: &T) -> Result<usize, EncodeError> {
+    let mut size = bincode::enc::write::SizeWriter::default();
+    bincode::encode_into_writer(value, &mut size, config())?;
+    Ok(size.bytes_written)
 }
 
 /// Decodes a value, refusing trailing bytes (F-51).
@@ -265,6 +275,58 @@ impl TransactionEntry {
             forced: self.forced,
         }
     }
+
+    /// Checks the recorded volume changes against the postings: one change per (account,
+    /// asset) the postings touch, each with `post = pre + the postings' total`, computed
+    /// exactly. Validation runs this on the entry it builds and `apply` runs it on the entry it
+    /// lands, so the two can never disagree. The error names the (account, asset) at fault.
+    pub fn check_volume_changes(&self) -> Result<(), VolumeMismatch> {
+        let mut deltas: BTreeMap<(&str, &str), (Decimal, Decimal)> = BTreeMap::new();
+        for posting in &self.postings {
+            let asset = posting.asset.as_str();
+            for (account, is_source) in [(&posting.source, true), (&posting.destination, false)] {
+                let delta = deltas.entry((account.as_str(), asset)).or_default();
+                let side = if is_source {
+                    &mut delta.1
+                } else {
+                    &mut delta.0
+                };
+                *side = exact_add(*side, posting.amount.0).ok_or_else(|| VolumeMismatch {
+                    account: account.clone(),
+                    asset: asset.to_string(),
+                })?;
+            }
+        }
+        let recorded = self
+            .volumes
+            .iter()
+            .map(|c| (c.account.as_str(), c.asset.as_str()));
+        if !recorded.eq(deltas.keys().copied()) {
+            return Err(VolumeMismatch {
+                account: String::new(),
+                asset: String::new(),
+            });
+        }
+        for (change, (input_delta, output_delta)) in self.volumes.iter().zip(deltas.values()) {
+            let exact = exact_add(change.pre_input.0, *input_delta) == Some(change.post_input.0)
+                && exact_add(change.pre_output.0, *output_delta) == Some(change.post_output.0);
+            if !exact {
+                return Err(VolumeMismatch {
+                    account: change.account.clone(),
+                    asset: change.asset.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A transaction entry whose volume changes do not follow from its postings; empty names when
+/// the set of (account, asset) pairs itself differs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeMismatch {
+    pub account: String,
+    pub asset: String,
 }
 
 impl EntryBody {

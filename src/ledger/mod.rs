@@ -155,7 +155,9 @@ impl Ledger {
             detail: format!("{}: {error}", dir.display()),
         };
         if vfs.exists(dir).map_err(io)? {
-            if !vfs.list(dir).map_err(io)?.is_empty() {
+            // A lone lock file is what a create or open that stopped early leaves behind.
+            let entries = vfs.list(dir).map_err(io)?;
+            if entries.iter().any(|name| name != LOCK_FILE_NAME) {
                 return Err(LedgerError::StoreExists {
                     path: dir.display().to_string(),
                 }
@@ -180,18 +182,24 @@ impl Ledger {
         dir: &Path,
         options: LedgerOptions,
     ) -> Result<Ledger, Error> {
-        let lock = take_lock(&*vfs, dir)?;
+        // Checked before the lock is taken, so that opening a directory that is not a store
+        // leaves it as it was (no lock file), ready for `create`.
         if !vfs
             .exists(&dir.join(crate::log::LOG_DIR_NAME))
             .unwrap_or(false)
         {
-            let reason = "no log directory";
+            let reason = if vfs.exists(dir).unwrap_or(false) {
+                "no log directory"
+            } else {
+                "the directory does not exist"
+            };
             return Err(crate::log::LogError::NotAStore {
                 path: dir.to_path_buf(),
                 reason,
             }
             .into());
         }
+        let lock = take_lock(&*vfs, dir)?;
         let (state, state_opened) = State::open(&*vfs, dir, false)?;
         let watermark = state.read_tables()?.watermark()?;
         let log = Log::open(vfs.clone(), dir, log_options(&options, watermark.seq))?;

@@ -322,21 +322,52 @@ impl Volumes {
         }
     }
 
-    /// After receiving `amount`; `None` on overflow.
+    /// After receiving `amount`; `None` when the new volumes cannot be held exactly.
     pub fn received(&self, amount: Decimal) -> Option<Volumes> {
-        Some(Volumes::new(
-            self.input.checked_add(amount)?.normalize(),
-            self.output,
-        ))
+        Volumes::exact(exact_add(self.input, amount)?, self.output)
     }
 
-    /// After sending `amount`; `None` on overflow.
+    /// After sending `amount`; `None` when the new volumes cannot be held exactly.
     pub fn sent(&self, amount: Decimal) -> Option<Volumes> {
-        Some(Volumes::new(
-            self.input,
-            self.output.checked_add(amount)?.normalize(),
-        ))
+        Volumes::exact(self.input, exact_add(self.output, amount)?)
     }
+
+    /// Volumes whose balance is exact; `None` when `input - output` would be rounded.
+    fn exact(input: Decimal, output: Decimal) -> Option<Volumes> {
+        let balance = exact_add(input, -output)?;
+        Some(Volumes {
+            input,
+            output,
+            balance,
+        })
+    }
+}
+
+/// `a + b`, normalized, or `None` when the sum cannot be held exactly in a `Decimal` (96 bits
+/// of mantissa, scale at most 28). `Decimal`'s own `checked_add` rounds away low digits
+/// instead of failing, which would silently lose money (1e27 + 0.01 = 1e27).
+///
+/// ```
+/// use folio::ledger::model::exact_add;
+/// use rust_decimal::Decimal;
+/// let d = |text: &str| text.parse::<Decimal>().unwrap();
+/// assert_eq!(exact_add(d("0.05"), d("0.05")), Some(d("0.1")));
+/// assert_eq!(exact_add(d("1000000000000000000000000000"), d("0.01")), None);
+/// ```
+pub fn exact_add(a: Decimal, b: Decimal) -> Option<Decimal> {
+    let scale = a.scale().max(b.scale());
+    let at_scale = |value: Decimal| {
+        value
+            .mantissa()
+            .checked_mul(10i128.checked_pow(scale - value.scale())?)
+    };
+    let mut mantissa = at_scale(a)?.checked_add(at_scale(b)?)?;
+    let mut scale = scale;
+    while scale > 0 && mantissa % 10 == 0 {
+        mantissa /= 10;
+        scale -= 1;
+    }
+    Decimal::try_from_i128_with_scale(mantissa, scale).ok()
 }
 
 /// A point in time, kept as microseconds since the Unix epoch, UTC.

@@ -86,6 +86,7 @@ pub(crate) fn validate(ctx: &Context<'_>, op: &Op) -> Result<Decision, Error> {
         } => {
             check_target(ledger, account)?;
             check_nonempty_metadata(metadata)?;
+            check_merged_metadata(ctx.view.account_metadata(ledger, account)?, metadata)?;
             let set = AccountMetadataSet {
                 ledger: ledger.clone(),
                 account: account.clone(),
@@ -128,7 +129,7 @@ pub(crate) fn validate(ctx: &Context<'_>, op: &Op) -> Result<Decision, Error> {
         } => {
             model::check_ledger_name(ledger)?;
             check_nonempty_metadata(metadata)?;
-            transaction_row(ctx, ledger, *id)?;
+            check_merged_metadata(transaction_row(ctx, ledger, *id)?.metadata, metadata)?;
             let set = TransactionMetadataSet {
                 ledger: ledger.clone(),
                 id: *id,
@@ -375,7 +376,7 @@ fn validate_post(ctx: &Context<'_>, request: &PostRequest) -> Result<Decision, E
         return Ok(replay);
     }
     let (volumes, posting_seqs) = effects(ctx.view, &canonical.ledger, &canonical.postings, true)?;
-    Ok(Decision::Append(EntryBody::Transaction(TransactionEntry {
+    append_transaction(TransactionEntry {
         ledger: canonical.ledger,
         reference: canonical.reference,
         timestamp: canonical.timestamp.unwrap_or(ctx.now),
@@ -387,7 +388,28 @@ fn validate_post(ctx: &Context<'_>, request: &PostRequest) -> Result<Decision, E
         forced: false,
         volumes,
         posting_seqs,
-    })))
+    })
+}
+
+/// Checks the bounds on the map that a metadata `set` leaves behind: the stored keys merged
+/// with the new ones. The bounds are those of one map, not of one request.
+fn check_merged_metadata(mut stored: Metadata, set: &Metadata) -> Result<(), Error> {
+    stored.extend(set.iter().map(|(key, value)| (key.clone(), value.clone())));
+    model::check_metadata(&stored)?;
+    Ok(())
+}
+
+/// The decision to append `tx`, once its volume changes are checked exactly as `apply` will
+/// check them: a sum that a `Decimal` cannot hold exactly is an overflow, never rounded.
+fn append_transaction(tx: TransactionEntry) -> Result<Decision, Error> {
+    match tx.check_volume_changes() {
+        Ok(()) => Ok(Decision::Append(EntryBody::Transaction(tx))),
+        Err(mismatch) => Err(LedgerError::Overflow {
+            account: mismatch.account,
+            asset: mismatch.asset,
+        }
+        .into()),
+    }
 }
 
 fn validate_revert(ctx: &Context<'_>, request: &RevertRequest) -> Result<Decision, Error> {
@@ -431,7 +453,7 @@ fn validate_revert(ctx: &Context<'_>, request: &RevertRequest) -> Result<Decisio
         })
         .collect();
     let (volumes, posting_seqs) = effects(ctx.view, &request.ledger, &postings, !request.force)?;
-    Ok(Decision::Append(EntryBody::Transaction(TransactionEntry {
+    append_transaction(TransactionEntry {
         ledger: canonical.ledger,
         reference: canonical.reference,
         timestamp: ctx.now,
@@ -443,7 +465,7 @@ fn validate_revert(ctx: &Context<'_>, request: &RevertRequest) -> Result<Decisio
         forced: request.force,
         volumes,
         posting_seqs,
-    })))
+    })
 }
 
 /// Runs the postings in order against running balances; returns the volume changes (sorted by

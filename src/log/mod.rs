@@ -105,7 +105,8 @@ pub enum CutKind {
     TornTail,
     /// A last segment whose header never became durable (a torn roll): removed.
     TornSegment,
-    /// The only segment's header never became durable (a torn create): rewritten.
+    /// The only segment was never made, or its header never became durable (a torn create):
+    /// written afresh.
     TornCreate,
 }
 
@@ -207,12 +208,30 @@ impl Log {
     pub fn open(vfs: Arc<dyn Vfs>, store_dir: &Path, options: LogOptions) -> Result<Log, LogError> {
         check_options(&options)?;
         let log_dir = store_dir.join(LOG_DIR_NAME);
-        let names = list_segments(&*vfs, store_dir, &log_dir)?;
+        let mut names = list_segments(&*vfs, store_dir, &log_dir)?;
+        let mut cuts = Vec::new();
+        if names.is_empty() {
+            // A create that stopped after making `log/` but before its first segment became
+            // durable: nothing was ever acknowledged, so finish it. With a durable watermark
+            // above zero the log is missing, not torn.
+            if options.read_only || options.seq_durable_min > 0 {
+                return Err(not_a_store(store_dir, "the log directory holds no segment"));
+            }
+            write_first_segment(&*vfs, &log_dir, &options)?;
+            cuts.push(Cut {
+                segment: format::segment_name(1),
+                offset_bytes: 0,
+                bytes_dropped: 0,
+                seq_last_kept: 0,
+                kind: CutKind::TornCreate,
+            });
+            names = list_segments(&*vfs, store_dir, &log_dir)?;
+        }
         let mut opener = Opener {
             vfs: &*vfs,
             log_dir: &log_dir,
             options: &options,
-            cuts: Vec::new(),
+            cuts,
         };
         let (segments, active) = opener.open_segments(&names)?;
         let cuts = opener.cuts;
@@ -332,9 +351,6 @@ fn list_segments(
         .filter_map(|name| format::parse_segment_name(&name).map(|seq| (seq, name)))
         .collect();
     names.sort();
-    if names.is_empty() {
-        return Err(not_a_store(store_dir, "the log directory holds no segment"));
-    }
     Ok(names)
 }
 

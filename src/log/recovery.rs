@@ -130,6 +130,7 @@ enum CorruptionKind2 {
     SeqGap { expected: u64, found: u64 },
     ChainBreak,
     BadBatch,
+    BadHash,
 }
 
 impl From<CorruptionKind2> for CorruptionKind {
@@ -143,6 +144,7 @@ impl From<CorruptionKind2> for CorruptionKind {
             }
             CorruptionKind2::ChainBreak => CorruptionKind::ChainBreak,
             CorruptionKind2::BadBatch => CorruptionKind::BadBatch,
+            CorruptionKind2::BadHash => CorruptionKind::BadHash,
         }
     }
 }
@@ -185,6 +187,11 @@ fn walk_records(bytes: &[u8], scanned: &mut Scanned) -> Result<(), Damage> {
         }
         if fixed.previous_hash != previous {
             return Err(damage(DamageKind::Chain(CorruptionKind2::ChainBreak)));
+        }
+        // A record whose crc holds but whose hash does not was written that way or altered
+        // with its crc fixed: never a torn write, so it is refused, never cut.
+        if format::block_hash(fixed.seq, &fixed.previous_hash, record.body) != fixed.block_hash {
+            return Err(damage(DamageKind::Chain(CorruptionKind2::BadHash)));
         }
         if !batch_continues(fixed, batch_first_seq) {
             return Err(damage(DamageKind::Chain(CorruptionKind2::BadBatch)));

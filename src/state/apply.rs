@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 
 use redb::ReadableTable;
-use rust_decimal::Decimal;
 
 use super::error::StateError;
 use super::tables::{
@@ -147,22 +146,6 @@ fn put_transaction(
 }
 
 /// Per (account, asset), what the postings add to input and output.
-fn posting_deltas(tx: &TransactionEntry) -> BTreeMap<(&str, &str), (Decimal, Decimal)> {
-    let mut deltas: BTreeMap<(&str, &str), (Decimal, Decimal)> = BTreeMap::new();
-    for posting in &tx.postings {
-        let asset = posting.asset.as_str();
-        deltas
-            .entry((posting.source.as_str(), asset))
-            .or_default()
-            .1 += posting.amount.0;
-        deltas
-            .entry((posting.destination.as_str(), asset))
-            .or_default()
-            .0 += posting.amount.0;
-    }
-    deltas
-}
-
 fn apply_transaction(
     tables: &mut WriteTables<'_>,
     seq: u64,
@@ -215,26 +198,19 @@ fn apply_volumes(
     seq: u64,
     tx: &TransactionEntry,
 ) -> Result<(), StateError> {
-    let deltas = posting_deltas(tx);
-    let recorded: Vec<(&str, &str)> = tx
-        .volumes
-        .iter()
-        .map(|change| (change.account.as_str(), change.asset.as_str()))
-        .collect();
-    if !recorded.iter().copied().eq(deltas.keys().copied()) {
+    if let Err(mismatch) = tx.check_volume_changes() {
         return Err(inconsistent(
             seq,
-            "recorded volumes do not match the postings' accounts",
+            format!(
+                "recorded volumes of {} in {} do not follow from the postings",
+                mismatch.account, mismatch.asset
+            ),
         ));
     }
-    for (change, (input_delta, output_delta)) in tx.volumes.iter().zip(deltas.values()) {
+    for change in &tx.volumes {
         let (account, asset) = (change.account.as_str(), change.asset.as_str());
         let current = tables.volumes(&tx.ledger, account, asset)?;
-        let pre_matches =
-            current.input == change.pre_input.0 && current.output == change.pre_output.0;
-        let post_matches = change.post_input.0 == change.pre_input.0 + input_delta
-            && change.post_output.0 == change.pre_output.0 + output_delta;
-        if !pre_matches || !post_matches {
+        if current.input != change.pre_input.0 || current.output != change.pre_output.0 {
             return Err(inconsistent(
                 seq,
                 format!("volumes of {account} in {asset} disagree"),
