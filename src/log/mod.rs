@@ -598,7 +598,7 @@ impl Opener<'_> {
 /// everything after them are zeros (F-34). Writes of one 512-byte sector are assumed atomic,
 /// so a header that is nonzero but does not decode is damage, not a torn write.
 fn is_torn_header(bytes: &[u8]) -> bool {
-    bytes.iter().all(|b| *b == 0)
+    format::is_all_zero(bytes)
 }
 
 fn segment_view(name: &str, scanned: &Scanned, source: Source) -> SegmentView {

@@ -165,7 +165,7 @@ fn walk_records(bytes: &[u8], scanned: &mut Scanned) -> Result<(), Damage> {
         };
         let record = match format::decode_record(&bytes[at..]) {
             Ok(record) => record,
-            Err(FrameFault::Zero) if is_all_zero(&bytes[at..]) => return Ok(()),
+            Err(FrameFault::Zero) if format::is_all_zero(&bytes[at..]) => return Ok(()),
             Err(FrameFault::Zero) => {
                 return Err(damage(DamageKind::Frame(CorruptionKind2::TrailingBytes)));
             }
@@ -229,7 +229,7 @@ fn settle_damage(
         return Err(frame_kind.into());
     }
     let start = damage.offset_bytes as usize;
-    let end = last_nonzero(bytes).map_or(start, |at| at + 1).max(start);
+    let end = format::last_nonzero(bytes).map_or(start, |at| at + 1).max(start);
     let torn_bytes = (end - start) as u64;
     if torn_bytes > BATCH_BYTES_MAX as u64 {
         return Err(CorruptionKind::TailTooLong { bytes: torn_bytes });
@@ -278,10 +278,3 @@ fn later_batch_record(bytes: &[u8], from: usize, seq_first_torn: u64) -> Option<
     None
 }
 
-fn is_all_zero(bytes: &[u8]) -> bool {
-    bytes.iter().all(|b| *b == 0)
-}
-
-fn last_nonzero(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().rposition(|b| *b != 0)
-}

@@ -11,8 +11,9 @@ use redb::ReadableTable;
 use super::error::StateError;
 use super::tables::{
     META_STORE_ID, META_WATERMARK, ReferenceRow, StateView, TransactionRow, VolumesRow, Watermark,
-    WriteTables, encode_row,
+    WriteTables, decode_row, encode_row,
 };
+use crate::ledger::model::Volumes;
 use crate::ledger::entry::{Dec, EntryBody, OverdraftCode, TransactionEntry};
 
 /// Applies the entry `seq` to the tables.
@@ -155,16 +156,16 @@ fn apply_transaction(
     apply_posting_seqs(tables, seq, tx)?;
     if let Some(reference) = &tx.reference {
         let key = (tx.ledger.as_str(), reference.as_str());
-        if tables.references.get(key)?.is_some() {
-            return Err(inconsistent(seq, format!("reuses reference {reference:?}")));
-        }
         let row = ReferenceRow {
             id: seq,
             request_hash: tx.canonical_request().hash(),
         };
-        tables
+        let replaced = tables
             .references
             .insert(key, &encode_row("references", &row)?[..])?;
+        if replaced.is_some() {
+            return Err(inconsistent(seq, format!("reuses reference {reference:?}")));
+        }
     }
     if let Some(original) = tx.reverts {
         let mut row = transaction_of(tables, seq, &tx.ledger, original)?;
@@ -209,21 +210,26 @@ fn apply_volumes(
     }
     for change in &tx.volumes {
         let (account, asset) = (change.account.as_str(), change.asset.as_str());
-        let current = tables.volumes(&tx.ledger, account, asset)?;
+        let row = VolumesRow {
+            input: Dec(change.post_input.0),
+            output: Dec(change.post_output.0),
+        };
+        let bytes = encode_row("volumes", &row)?;
+        // `insert` hands back the row it replaced: one walk of the tree checks and writes.
+        // On a mismatch the caller drops the whole write transaction.
+        let replaced = tables
+            .volumes
+            .insert((tx.ledger.as_str(), account, asset), &bytes[..])?;
+        let current = match replaced {
+            Some(old) => decode_row::<VolumesRow>("volumes", old.value())?.volumes(),
+            None => Volumes::default(),
+        };
         if current.input != change.pre_input.0 || current.output != change.pre_output.0 {
             return Err(inconsistent(
                 seq,
                 format!("volumes of {account} in {asset} disagree"),
             ));
         }
-        let row = VolumesRow {
-            input: Dec(change.post_input.0),
-            output: Dec(change.post_output.0),
-        };
-        let bytes = encode_row("volumes", &row)?;
-        tables
-            .volumes
-            .insert((tx.ledger.as_str(), account, asset), &bytes[..])?;
     }
     Ok(())
 }
@@ -251,17 +257,17 @@ fn apply_posting_seqs(
         ));
     }
     for (entry, count) in tx.posting_seqs.iter().zip(counts.values()) {
-        let current = tables.posting_seq(&tx.ledger, &entry.account)?;
-        if entry.posting_seq != current + count {
+        let replaced = tables.accounts.insert(
+            (tx.ledger.as_str(), entry.account.as_str()),
+            entry.posting_seq,
+        )?;
+        let current = replaced.map_or(0, |old| old.value());
+        if current.checked_add(*count) != Some(entry.posting_seq) {
             return Err(inconsistent(
                 seq,
                 format!("posting sequence of {} skips", entry.account),
             ));
         }
-        tables.accounts.insert(
-            (tx.ledger.as_str(), entry.account.as_str()),
-            entry.posting_seq,
-        )?;
     }
     Ok(())
 }
