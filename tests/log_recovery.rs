@@ -518,3 +518,66 @@ fn oversized_bodies_are_refused_before_anything_is_written() {
     assert_eq!(fs.steps(), steps);
     assert_eq!(log.head().seq, 0);
 }
+
+/// F-35, F-36: an all-zero only segment is a torn create only when the state has applied
+/// nothing; under a watermark the log lost entries the state holds, and open refuses without
+/// rewriting the file.
+#[test]
+fn a_torn_create_under_a_watermark_is_refused_and_left_as_it_was() {
+    let fs = SimFs::new(1);
+    fs.create_dir_all(&Path::new(STORE).join("log")).unwrap();
+    fs.open(&segment_path(1), folio::log::vfs::OpenMode::CreateNew)
+        .unwrap();
+    assert!(fs.set_file_bytes(&segment_path(1), vec![0; 4096]));
+    let behind_state = LogOptions {
+        seq_durable_min: 2,
+        ..options(4096)
+    };
+    match open(&fs, behind_state) {
+        Err(LogError::Corrupt {
+            kind: CorruptionKind::DamageBelowWatermark {
+                seq_last_valid: 0,
+                seq_durable_min: 2,
+            },
+            ..
+        }) => {}
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(fs.file_bytes(&segment_path(1)), Some(vec![0; 4096]));
+    let log = open(&fs, options(4096)).unwrap();
+    assert_eq!(log.recovery_report().cuts[0].kind, CutKind::TornCreate);
+}
+
+/// F-23: a segment file longer than the writer can leave is refused before it is read (its
+/// offsets would not fit the reader's `u32`s). A sparse file on the real disk stands in for it.
+#[test]
+fn a_segment_file_larger_than_the_writer_makes_is_refused_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let vfs: Arc<dyn Vfs> = Arc::new(folio::log::vfs::RealFs);
+    let log = Log::create(vfs.clone(), dir.path(), options(4096)).unwrap();
+    for seq in 1..=40 {
+        log.append(&[body(seq)]).unwrap();
+    }
+    assert!(log.segment_names().len() > 1);
+    let sealed = log.segment_names()[0].clone();
+    drop(log);
+    let path = dir.path().join("log").join(&sealed);
+    let oversized = format::SEGMENT_FILE_BYTES_MAX + 1;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(oversized)
+        .unwrap();
+    match Log::open(vfs, dir.path(), options(4096)) {
+        Err(LogError::Corrupt {
+            segment,
+            kind: CorruptionKind::SegmentTooLarge { bytes },
+            ..
+        }) => {
+            assert_eq!(segment, sealed);
+            assert_eq!(bytes, oversized);
+        }
+        other => panic!("expected SegmentTooLarge, got {other:?}"),
+    }
+}

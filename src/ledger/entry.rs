@@ -40,11 +40,18 @@ pub fn encoded_len<T: Encode>(value: &T) -> Result<usize, EncodeError> {
     Ok(size.bytes_written)
 }
 
-/// Decodes a value, refusing trailing bytes (F-51).
-pub fn decode<T: Decode<()>>(bytes: &[u8]) -> Result<T, DecodeError> {
+/// Decodes a value, refusing trailing bytes (F-51) and any encoding that is not the canonical
+/// one (F-54): bincode itself accepts a map with unsorted or repeated keys, or a decimal with
+/// trailing zeros, which would give one value two byte strings (and two hashes).
+pub fn decode<T: Encode + Decode<()>>(bytes: &[u8]) -> Result<T, DecodeError> {
     let (value, read) = bincode::decode_from_slice(bytes, config())?;
     if read != bytes.len() {
         return Err(DecodeError::Other("trailing bytes after the body"));
+    }
+    let canonical = encode(&value)
+        .map_err(|_| DecodeError::Other("a body that does not encode again"))?;
+    if canonical != bytes {
+        return Err(DecodeError::Other("a body that is not in canonical form"));
     }
     Ok(value)
 }

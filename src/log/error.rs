@@ -98,12 +98,16 @@ pub enum CorruptionKind {
     BadHash,
     /// A record's `batch_first_seq` is not its own seq or its predecessor's batch start.
     BadBatch,
-    /// Nonzero bytes after the last record of a sealed segment.
+    /// Nonzero bytes after a zero length field: where the records of a segment end, only zeros
+    /// may follow (refused in a sealed segment; in the last one, judged as a possibly torn tail).
     TrailingBytes,
     /// Damage followed by a valid record of a later batch: not a torn write.
     ValidRecordsAfterDamage { at_offset_bytes: u64 },
     /// A damaged tail longer than any batch the writer can produce.
     TailTooLong { bytes: u64 },
+    /// A segment file larger than any the writer produces (`SEGMENT_BYTES_MAX` plus one
+    /// batch): refused before it is read, since offsets within a segment are `u32`.
+    SegmentTooLarge { bytes: u64 },
     /// A damaged tail would cut entries the state has already applied.
     DamageBelowWatermark {
         seq_last_valid: u64,
@@ -148,6 +152,9 @@ impl fmt::Display for CorruptionKind {
             }
             CorruptionKind::TailTooLong { bytes } => {
                 write!(f, "damaged tail of {bytes} bytes, longer than any batch")
+            }
+            CorruptionKind::SegmentTooLarge { bytes } => {
+                write!(f, "segment of {bytes} bytes, larger than any the writer makes")
             }
             CorruptionKind::DamageBelowWatermark {
                 seq_last_valid,

@@ -45,7 +45,11 @@ pub const SEGMENT_NAME_DIGITS: usize = 20;
 const _: () = assert!(HEADER_BYTES == 64);
 const _: () = assert!(PAYLOAD_FIXED_BYTES == 80);
 // Offsets inside a segment are kept as u32: a full segment plus one maximal batch must fit.
-const _: () = assert!(SEGMENT_BYTES_MAX + (BATCH_BYTES_MAX as u64) < u32::MAX as u64);
+const _: () = assert!(SEGMENT_FILE_BYTES_MAX < u32::MAX as u64);
+
+/// The largest segment file the writer can leave: a full segment plus one batch (a batch never
+/// spans segments). A reader refuses a larger file before reading it.
+pub const SEGMENT_FILE_BYTES_MAX: u64 = SEGMENT_BYTES_MAX + BATCH_BYTES_MAX as u64;
 const _: () = assert!(RECORD_BYTES_MAX <= BATCH_BYTES_MAX);
 
 /// The file name of the segment whose first entry is `first_seq`.

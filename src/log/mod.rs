@@ -419,6 +419,7 @@ impl Opener<'_> {
                     source,
                 };
                 let file = self.vfs.open(&path, OpenMode::Read).map_err(io)?;
+                check_segment_len(name, *name_seq, file.len().map_err(io)?)?;
                 let bytes = file.read_all().map_err(io)?;
                 let scanned = recovery::scan_segment(name, *name_seq, &bytes, expect)?;
                 segments.push(segment_view(
@@ -462,7 +463,9 @@ impl Opener<'_> {
         };
         let file = self.vfs.open(&path, mode).map_err(io)?;
         // Read, not mapped: recovery may truncate this file.
-        let mut bytes = vec![0u8; file.len().map_err(io)? as usize];
+        let len_bytes = file.len().map_err(io)?;
+        check_segment_len(name, name_seq, len_bytes)?;
+        let mut bytes = vec![0u8; len_bytes as usize];
         file.read_exact_at(&mut bytes, 0).map_err(io)?;
         if is_torn_header(&bytes) {
             if !segments.is_empty() {
@@ -529,6 +532,19 @@ impl Opener<'_> {
             previous_hash: HASH_ZERO,
         }
         .encode();
+        if self.options.seq_durable_min > 0 {
+            // The state applied entries this log no longer holds: lost, not torn.
+            let kind = CorruptionKind::DamageBelowWatermark {
+                seq_last_valid: 0,
+                seq_durable_min: self.options.seq_durable_min,
+            };
+            return Err(LogError::Corrupt {
+                segment: name.to_string(),
+                offset_bytes: 0,
+                seq: 1,
+                kind,
+            });
+        }
         if format::parse_segment_name(name) != Some(1) {
             let kind = CorruptionKind::SegmentOrder;
             return Err(LogError::Corrupt {
@@ -592,6 +608,20 @@ impl Opener<'_> {
             hash_last: scanned.hash_last(),
         })
     }
+}
+
+/// Refuses a segment file larger than the writer ever makes, before anything is allocated for
+/// it (F-23).
+fn check_segment_len(name: &str, name_seq: u64, len_bytes: u64) -> Result<(), LogError> {
+    if len_bytes > format::SEGMENT_FILE_BYTES_MAX {
+        return Err(LogError::Corrupt {
+            segment: name.to_string(),
+            offset_bytes: 0,
+            seq: name_seq,
+            kind: CorruptionKind::SegmentTooLarge { bytes: len_bytes },
+        });
+    }
+    Ok(())
 }
 
 /// A header that never became durable: the header's bytes (or as many as exist) and

@@ -213,7 +213,7 @@ pub(crate) fn batch_continues(fixed: RecordFixed, batch_first_seq_prior: u64) ->
         || (batch_first_seq_prior != 0 && fixed.batch_first_seq == batch_first_seq_prior)
 }
 
-/// Decides what damage at the end of the valid records means (the decision table, F-30..F-35):
+/// Decides what damage at the end of the valid records means (the decision table, F-30..F-36):
 /// a provably torn tail of the last segment is marked for cutting; anything else is corruption.
 fn settle_damage(
     bytes: &[u8],

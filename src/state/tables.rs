@@ -70,7 +70,7 @@ pub struct Watermark {
     pub block_hash: Hash,
 }
 
-pub(crate) fn decode_row<T: Decode<()>>(
+pub(crate) fn decode_row<T: bincode::Encode + Decode<()>>(
     table: &'static str,
     bytes: &[u8],
 ) -> Result<T, StateError> {
@@ -131,7 +131,7 @@ where
 fn get_row2<T, R>(table: &T, name: &'static str, key: Key2<'_>) -> Result<Option<R>, StateError>
 where
     T: ReadableTable<Key2<'static>, &'static [u8]>,
-    R: Decode<()>,
+    R: bincode::Encode + Decode<()>,
 {
     table
         .get(key)?

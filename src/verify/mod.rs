@@ -126,6 +126,7 @@ pub fn corruption_name(kind: &CorruptionKind) -> &'static str {
         CorruptionKind::TrailingBytes => "trailing_bytes",
         CorruptionKind::ValidRecordsAfterDamage { .. } => "damage_before_valid_records",
         CorruptionKind::TailTooLong { .. } => "tail_too_long",
+        CorruptionKind::SegmentTooLarge { .. } => "segment_too_large",
         CorruptionKind::DamageBelowWatermark { .. } => "damage_below_watermark",
     }
 }

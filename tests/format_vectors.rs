@@ -1,0 +1,1138 @@
+//! The on-disk format is pinned by checked-in vectors (`docs/format.md`, section 9): the code
+//! writes exactly their bytes, reads them back as the specification says, and the
+//! specification alone (offsets, the crc, the hash input, the body layout, written out here
+//! independently of the crate) explains every byte of them. The annotated hex dump in the
+//! document is the two-entry vector, byte for byte.
+//!
+//! `FOLIO_WRITE_VECTORS=1 cargo test --release --test format_vectors` rewrites the vectors
+//! and the dump in `docs/format.md` from what the code produces. A vector that changes is a
+//! format change, and needs a format version bump (F-61).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails on any error"
+)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use folio::ledger::entry::{
+    self, AccountMetadataDeleted, AccountMetadataSet, Dec, EntryBody, OverdraftCode, OverdraftSet,
+    PostingEntry, PostingSeq, StoreCreated, TransactionEntry, TransactionMetadataDeleted,
+    TransactionMetadataSet, VolumeChange,
+};
+use folio::log::format;
+use folio::log::sim::SimFs;
+use folio::log::vfs::{OpenMode, Vfs};
+use folio::log::{HASH_ZERO, Hash, LOG_DIR_NAME, Log, LogOptions};
+use folio::state::StateOpened;
+use folio::{Ledger, LedgerOptions, PostRequest, Posting, Timestamp};
+use rust_decimal::Decimal;
+
+const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
+const WRITE_ENV: &str = "FOLIO_WRITE_VECTORS";
+const STORE: &str = "/store";
+/// The smallest segment size: the vectors fit in one segment either way, and `close` trims.
+const SEGMENT_BYTES: u64 = 4096;
+
+/// The hash input's domain tag, spelled out from the specification (F-11), not the crate.
+const SPEC_DOMAIN_TAG: &[u8] = b"folio-entry-v1";
+
+/// A fixed store id whose bytes are easy to spot in a dump: `00 11 22 .. ff`.
+const STORE_ID: [u8; 16] = [
+    0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff,
+];
+/// 2026-01-01T00:00:00Z in microseconds.
+const CREATED_AT: i64 = 1_767_225_600_000_000;
+/// 2026-01-01T09:00:00Z in microseconds: the transaction's given timestamp.
+const TX_TIMESTAMP: i64 = 1_767_258_000_000_000;
+/// 2026-01-01T09:00:01.5Z in microseconds: when the ledger recorded the transaction.
+const INSERTED_AT: i64 = 1_767_258_001_500_000;
+
+/// One checked-in vector: a store's log holding a single segment.
+#[derive(Debug, Clone, Copy)]
+struct Vector {
+    name: &'static str,
+    /// The entries, one inner slice per append (batch).
+    batches: fn() -> Vec<Vec<EntryBody>>,
+}
+
+const TWO_ENTRIES: Vector = Vector {
+    name: "two_entries",
+    batches: two_entries,
+};
+const EVERY_KIND: Vector = Vector {
+    name: "every_kind",
+    batches: every_kind,
+};
+
+impl Vector {
+    /// `tests/vectors/<name>/log/00000000000000000001.seg`.
+    fn path(&self) -> PathBuf {
+        Path::new(MANIFEST_DIR)
+            .join("tests/vectors")
+            .join(self.name)
+            .join(LOG_DIR_NAME)
+            .join(format::segment_name(1))
+    }
+
+    fn bodies(&self) -> Vec<EntryBody> {
+        (self.batches)().into_iter().flatten().collect()
+    }
+
+    /// The checked-in bytes (written first, from the code, in write mode).
+    fn bytes(&self) -> &'static [u8] {
+        static TWO: OnceLock<Vec<u8>> = OnceLock::new();
+        static EVERY: OnceLock<Vec<u8>> = OnceLock::new();
+        let cell = if self.name == TWO_ENTRIES.name {
+            &TWO
+        } else {
+            &EVERY
+        };
+        cell.get_or_init(|| {
+            if write_mode() {
+                write_vectors();
+            }
+            std::fs::read(self.path()).unwrap_or_else(|error| {
+                panic!("{}: {error}; run with {WRITE_ENV}=1", self.path().display())
+            })
+        })
+    }
+}
+
+fn write_mode() -> bool {
+    std::env::var_os(WRITE_ENV).is_some_and(|value| value == "1")
+}
+
+/// Rewrites both vectors and the dump in `docs/format.md` (write mode only, once).
+fn write_vectors() {
+    static WRITTEN: OnceLock<()> = OnceLock::new();
+    WRITTEN.get_or_init(|| {
+        for vector in [TWO_ENTRIES, EVERY_KIND] {
+            let path = vector.path();
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, build_segment(vector)).unwrap();
+        }
+        let dump = annotated_dump(&build_segment(TWO_ENTRIES));
+        let doc = std::fs::read_to_string(doc_path()).unwrap();
+        let (before, _, after) = split_block(&doc, DUMP_BEGIN, DUMP_END);
+        let doc = format!("{before}{DUMP_BEGIN}\n```text\n{dump}```\n{DUMP_END}{after}");
+        std::fs::write(doc_path(), doc).unwrap();
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The entries of the vectors.
+
+fn two_entries() -> Vec<Vec<EntryBody>> {
+    vec![vec![store_created()], vec![sale()]]
+}
+
+fn store_created() -> EntryBody {
+    EntryBody::StoreCreated(StoreCreated {
+        store_id: STORE_ID,
+        created_at: CREATED_AT,
+    })
+}
+
+fn dec(text: &str) -> Dec {
+    Dec(Decimal::from_str(text).unwrap())
+}
+
+fn volume(account: &str, asset: &str, pre: [&str; 2], post: [&str; 2]) -> VolumeChange {
+    VolumeChange {
+        account: account.into(),
+        asset: asset.into(),
+        pre_input: dec(pre[0]),
+        pre_output: dec(pre[1]),
+        post_input: dec(post[0]),
+        post_output: dec(post[1]),
+    }
+}
+
+fn posting(source: &str, destination: &str, amount: &str, asset: &str) -> PostingEntry {
+    PostingEntry {
+        source: source.into(),
+        destination: destination.into(),
+        amount: dec(amount),
+        asset: asset.into(),
+    }
+}
+
+fn posting_seq(account: &str, posting_seq: u64) -> PostingSeq {
+    PostingSeq {
+        account: account.into(),
+        posting_seq,
+    }
+}
+
+fn metadata(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect()
+}
+
+/// What `Ledger::post` writes for [`sale_request`] on a new store.
+fn sale() -> EntryBody {
+    EntryBody::Transaction(TransactionEntry {
+        ledger: "main".into(),
+        reference: Some("sale-1".into()),
+        timestamp: TX_TIMESTAMP,
+        timestamp_given: true,
+        inserted_at: INSERTED_AT,
+        postings: vec![posting("world", "till:1", "12.5", "USD/2")],
+        metadata: metadata(&[("note", "vector")]),
+        reverts: None,
+        forced: false,
+        volumes: vec![
+            volume("till:1", "USD/2", ["0", "0"], ["12.5", "0"]),
+            volume("world", "USD/2", ["0", "0"], ["0", "12.5"]),
+        ],
+        posting_seqs: vec![posting_seq("till:1", 1), posting_seq("world", 1)],
+    })
+}
+
+fn sale_request() -> PostRequest {
+    let postings = vec![Posting::new("world", "till:1", "12.50", "USD/2").unwrap()];
+    PostRequest::new("main", postings)
+        .with_reference("sale-1")
+        .with_timestamp(Timestamp(TX_TIMESTAMP))
+        .with_metadata("note", "vector")
+}
+
+const MAIN: &str = "main";
+const ALICE: &str = "users:alice";
+
+/// `INSERTED_AT` plus whole seconds.
+fn at(seconds: i64) -> i64 {
+    INSERTED_AT + seconds * 1_000_000
+}
+
+/// One entry of every kind (and every overdraft code), forming a history the ledger replays:
+/// entry 1 alone, then one batch of nine.
+fn every_kind() -> Vec<Vec<EntryBody>> {
+    let policy = |seconds: i64, policy: OverdraftCode| {
+        EntryBody::OverdraftSet(OverdraftSet {
+            ledger: MAIN.into(),
+            account: ALICE.into(),
+            asset: "EUR/2".into(),
+            policy,
+            inserted_at: at(seconds),
+        })
+    };
+    let batch = vec![
+        order(),
+        EntryBody::AccountMetadataSet(AccountMetadataSet {
+            ledger: MAIN.into(),
+            account: ALICE.into(),
+            metadata: metadata(&[("tier", "gold")]),
+            inserted_at: at(2),
+        }),
+        EntryBody::AccountMetadataDeleted(AccountMetadataDeleted {
+            ledger: MAIN.into(),
+            account: ALICE.into(),
+            key: "tier".into(),
+            inserted_at: at(3),
+        }),
+        EntryBody::TransactionMetadataSet(TransactionMetadataSet {
+            ledger: MAIN.into(),
+            id: 2,
+            metadata: metadata(&[("shipped", "yes")]),
+            inserted_at: at(4),
+        }),
+        EntryBody::TransactionMetadataDeleted(TransactionMetadataDeleted {
+            ledger: MAIN.into(),
+            id: 2,
+            key: "shipped".into(),
+            inserted_at: at(5),
+        }),
+        policy(6, OverdraftCode::Bounded(dec("50"))),
+        policy(7, OverdraftCode::Unbounded),
+        policy(8, OverdraftCode::None),
+        refund(),
+    ];
+    vec![vec![store_created()], batch]
+}
+
+/// Entry 2 of `every_kind`: two postings, two metadata keys, a reference.
+fn order() -> EntryBody {
+    EntryBody::Transaction(TransactionEntry {
+        ledger: MAIN.into(),
+        reference: Some("order-7".into()),
+        timestamp: at(1),
+        timestamp_given: false,
+        inserted_at: at(1),
+        postings: vec![
+            posting("world", ALICE, "100", "EUR/2"),
+            posting(ALICE, "fees", "0.25", "EUR/2"),
+        ],
+        metadata: metadata(&[("channel", "web"), ("order", "7")]),
+        reverts: None,
+        forced: false,
+        volumes: vec![
+            volume("fees", "EUR/2", ["0", "0"], ["0.25", "0"]),
+            volume(ALICE, "EUR/2", ["0", "0"], ["100", "0.25"]),
+            volume("world", "EUR/2", ["0", "0"], ["0", "100"]),
+        ],
+        posting_seqs: vec![
+            posting_seq("fees", 1),
+            posting_seq(ALICE, 2),
+            posting_seq("world", 1),
+        ],
+    })
+}
+
+/// The last entry of `every_kind`: a forced revert of entry 2.
+fn refund() -> EntryBody {
+    EntryBody::Transaction(TransactionEntry {
+        ledger: MAIN.into(),
+        reference: None,
+        timestamp: at(9),
+        timestamp_given: false,
+        inserted_at: at(9),
+        postings: vec![
+            posting("fees", ALICE, "0.25", "EUR/2"),
+            posting(ALICE, "world", "100", "EUR/2"),
+        ],
+        metadata: BTreeMap::new(),
+        reverts: Some(2),
+        forced: true,
+        volumes: vec![
+            volume("fees", "EUR/2", ["0.25", "0"], ["0.25", "0.25"]),
+            volume(ALICE, "EUR/2", ["100", "0.25"], ["100.25", "100.25"]),
+            volume("world", "EUR/2", ["0", "100"], ["100", "100"]),
+        ],
+        posting_seqs: vec![
+            posting_seq("fees", 2),
+            posting_seq(ALICE, 4),
+            posting_seq("world", 2),
+        ],
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Building with the code, and opening with the code.
+
+fn segment_path() -> PathBuf {
+    Path::new(STORE)
+        .join(LOG_DIR_NAME)
+        .join(format::segment_name(1))
+}
+
+fn log_options(read_only: bool) -> LogOptions {
+    LogOptions {
+        segment_bytes: SEGMENT_BYTES,
+        read_only,
+        ..LogOptions::default()
+    }
+}
+
+/// The segment the code writes for the vector's batches: create, append each batch, close.
+fn build_segment(vector: Vector) -> Vec<u8> {
+    let fs = SimFs::new(1);
+    fs.create_dir_all(Path::new(STORE)).unwrap();
+    let log = Log::create(Arc::new(fs.clone()), Path::new(STORE), log_options(false)).unwrap();
+    for batch in (vector.batches)() {
+        let bodies: Vec<Vec<u8>> = batch
+            .iter()
+            .map(|body| entry::encode(body).unwrap())
+            .collect();
+        log.append(&bodies).unwrap();
+    }
+    log.close().unwrap();
+    fs.file_bytes(&segment_path()).unwrap()
+}
+
+/// A simulated disk holding `bytes` as the only segment of the store at [`STORE`].
+fn disk_with_segment(bytes: &[u8]) -> SimFs {
+    let fs = SimFs::new(2);
+    fs.create_dir_all(&Path::new(STORE).join(LOG_DIR_NAME))
+        .unwrap();
+    drop(fs.open(&segment_path(), OpenMode::CreateNew).unwrap());
+    assert!(fs.set_file_bytes(&segment_path(), bytes.to_vec()));
+    fs
+}
+
+fn open_log(fs: &SimFs, read_only: bool) -> Log {
+    Log::open(
+        Arc::new(fs.clone()),
+        Path::new(STORE),
+        log_options(read_only),
+    )
+    .unwrap()
+}
+
+fn fixed_clock(at: i64) -> LedgerOptions {
+    LedgerOptions {
+        segment_bytes: SEGMENT_BYTES,
+        clock: Arc::new(move || at),
+        ..LedgerOptions::default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The specification, written out independently of the crate: a walker over a segment's bytes
+// that checks every rule it can on the way and labels every byte.
+
+/// A run of bytes of the file and what it is; a heading when `len` is zero.
+#[derive(Debug)]
+struct Field {
+    offset: usize,
+    len: usize,
+    label: String,
+}
+
+/// What the walker read of one record.
+#[derive(Debug, Clone)]
+struct SpecRecord {
+    offset: usize,
+    crc32: u32,
+    seq: u64,
+    batch_first_seq: u64,
+    previous_hash: Hash,
+    block_hash: Hash,
+    body: Vec<u8>,
+}
+
+struct Walker<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    fields: Vec<Field>,
+}
+
+impl<'a> Walker<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Walker {
+            bytes,
+            at: 0,
+            fields: Vec::new(),
+        }
+    }
+
+    fn heading(&mut self, text: String) {
+        self.fields.push(Field {
+            offset: self.at,
+            len: 0,
+            label: text,
+        });
+    }
+
+    /// Takes `len` bytes as one field, labelled by `label` once their value is known.
+    fn take(&mut self, len: usize) -> &'a [u8] {
+        let end = self.at + len;
+        assert!(
+            end <= self.bytes.len(),
+            "field at {} runs past the end",
+            self.at
+        );
+        let taken = &self.bytes[self.at..end];
+        self.fields.push(Field {
+            offset: self.at,
+            len,
+            label: String::new(),
+        });
+        self.at = end;
+        taken
+    }
+
+    fn label(&mut self, text: String) {
+        self.fields.last_mut().unwrap().label = text;
+    }
+
+    fn u32(&mut self, name: &str) -> u32 {
+        let value = u32::from_le_bytes(self.take(4).try_into().unwrap());
+        self.label(format!("{name} = {value}"));
+        value
+    }
+
+    fn u64(&mut self, name: &str) -> u64 {
+        let value = u64::from_le_bytes(self.take(8).try_into().unwrap());
+        self.label(format!("{name} = {value}"));
+        value
+    }
+
+    fn i64(&mut self, name: &str) -> i64 {
+        let value = i64::from_le_bytes(self.take(8).try_into().unwrap());
+        self.label(format!("{name} = {value}"));
+        value
+    }
+
+    fn hash(&mut self, name: &str) -> Hash {
+        let value: Hash = self.take(32).try_into().unwrap();
+        let zero = if value == HASH_ZERO {
+            " (all zeros)"
+        } else {
+            ""
+        };
+        self.label(format!("{name}{zero}"));
+        value
+    }
+
+    // -- The segment header (section 3) and records (section 4).
+
+    fn header(&mut self) -> (u64, Hash) {
+        self.heading("segment header (64 bytes)".into());
+        let magic = self.take(8);
+        assert_eq!(magic, b"FOLIOSEG", "F-02");
+        self.label("magic = \"FOLIOSEG\"".into());
+        assert_eq!(self.u32("version"), 1, "F-03");
+        assert_eq!(self.u32("header_bytes"), 64, "F-04");
+        let first_seq = self.u64("first_seq");
+        assert!(first_seq >= 1, "F-07");
+        let previous_hash = self.hash("previous_hash");
+        if first_seq == 1 {
+            assert_eq!(previous_hash, HASH_ZERO, "F-08");
+        }
+        assert_eq!(self.u32("reserved"), 0, "F-05");
+        let crc = u32::from_le_bytes(self.take(4).try_into().unwrap());
+        self.label(format!("crc32 of bytes 0..60 = 0x{crc:08x}"));
+        assert_eq!(crc, crc32fast::hash(&self.bytes[0..60]), "F-06");
+        assert_eq!(self.at, 64);
+        (first_seq, previous_hash)
+    }
+
+    fn record(&mut self, number: usize) -> SpecRecord {
+        let offset = self.at;
+        let length = u32::from_le_bytes(self.bytes[offset..offset + 4].try_into().unwrap());
+        self.heading(format!(
+            "record {number} at offset {offset}: {} bytes",
+            8 + length as usize
+        ));
+        self.u32("length (bytes after the crc)");
+        assert!((80..=80 + (1 << 20)).contains(&length), "F-21");
+        let crc32 = u32::from_le_bytes(self.take(4).try_into().unwrap());
+        self.label(format!(
+            "crc32 of the {length} bytes that follow = 0x{crc32:08x}"
+        ));
+        let payload = &self.bytes[self.at..self.at + length as usize];
+        assert_eq!(
+            crc32,
+            crc32fast::hash(payload),
+            "F-20: the crc covers the payload"
+        );
+        let seq = self.u64("seq");
+        let batch_first_seq = self.u64("batch_first_seq");
+        let previous_hash = self.hash("previous_hash");
+        let block_hash = self.hash("block_hash");
+        let body_at = self.at;
+        let body_end = offset + 8 + length as usize;
+        let body = self.bytes[body_at..body_end].to_vec();
+        self.heading(format!("body: {} bytes", body.len()));
+        self.entry_body();
+        assert_eq!(self.at, body_end, "F-51: the body is exactly one EntryBody");
+        SpecRecord {
+            offset,
+            crc32,
+            seq,
+            batch_first_seq,
+            previous_hash,
+            block_hash,
+            body,
+        }
+    }
+
+    // -- Entry bodies (section 7): bincode 2, little-endian, fixed-width integers.
+
+    fn string(&mut self, name: &str) -> String {
+        let len = self.u64(&format!("{name}: length")) as usize;
+        if len == 0 {
+            return String::new();
+        }
+        let text = std::str::from_utf8(self.take(len)).expect("F-55: strings are UTF-8");
+        let text = text.to_string();
+        self.label(format!("{name} = {text:?}"));
+        text
+    }
+
+    fn option_tag(&mut self, name: &str) -> bool {
+        let tag = self.take(1)[0];
+        assert!(tag <= 1, "F-55: an option tag is 0 or 1");
+        self.label(format!(
+            "{name}: {}",
+            if tag == 1 { "Some" } else { "None" }
+        ));
+        tag == 1
+    }
+
+    fn bool(&mut self, name: &str) -> bool {
+        let value = self.take(1)[0];
+        assert!(value <= 1, "F-55: a bool is 0 or 1");
+        self.label(format!("{name} = {}", value == 1));
+        value == 1
+    }
+
+    fn dec(&mut self, name: &str) {
+        let mantissa = i128::from_le_bytes(self.take(16).try_into().unwrap());
+        self.label(format!("{name}: mantissa = {mantissa}"));
+        let scale = u32::from_le_bytes(self.take(4).try_into().unwrap());
+        assert!(scale <= 28, "F-52: scale at most 28");
+        assert!(
+            mantissa.unsigned_abs() < 1 << 96,
+            "F-52: mantissa within 96 bits"
+        );
+        assert!(scale == 0 || mantissa % 10 != 0, "F-52: no trailing zero");
+        let value = Decimal::from_i128_with_scale(mantissa, scale);
+        self.label(format!("{name}: scale = {scale} (value {value})"));
+    }
+
+    fn metadata(&mut self, name: &str) {
+        let entries = self.u64(&format!("{name}: entries"));
+        let mut previous: Option<String> = None;
+        for _ in 0..entries {
+            let key = self.string(&format!("{name}: key"));
+            assert!(
+                previous.is_none_or(|p| p < key),
+                "F-54: keys sorted, unique"
+            );
+            self.string(&format!("{name}[{key:?}]"));
+            previous = Some(key);
+        }
+    }
+
+    fn entry_body(&mut self) {
+        let kinds = [
+            "StoreCreated",
+            "Transaction",
+            "AccountMetadataSet",
+            "AccountMetadataDeleted",
+            "TransactionMetadataSet",
+            "TransactionMetadataDeleted",
+            "OverdraftSet",
+        ];
+        let variant = u32::from_le_bytes(self.take(4).try_into().unwrap());
+        let kind = kinds.get(variant as usize).expect("F-53: a known variant");
+        self.label(format!("variant = {variant}: {kind}"));
+        match variant {
+            0 => {
+                self.take(16);
+                self.label("store_id".into());
+                self.i64("created_at");
+            }
+            1 => self.transaction(),
+            2 => {
+                self.string("ledger");
+                self.string("account");
+                self.metadata("metadata");
+                self.i64("inserted_at");
+            }
+            3 => {
+                self.string("ledger");
+                self.string("account");
+                self.string("key");
+                self.i64("inserted_at");
+            }
+            4 => {
+                self.string("ledger");
+                self.u64("id");
+                self.metadata("metadata");
+                self.i64("inserted_at");
+            }
+            5 => {
+                self.string("ledger");
+                self.u64("id");
+                self.string("key");
+                self.i64("inserted_at");
+            }
+            _ => {
+                self.string("ledger");
+                self.string("account");
+                self.string("asset");
+                let code = self.u32("policy: variant");
+                assert!(code <= 2, "F-53: an overdraft code is 0, 1 or 2");
+                if code == 1 {
+                    self.dec("policy: limit");
+                }
+                self.i64("inserted_at");
+            }
+        }
+    }
+
+    fn transaction(&mut self) {
+        self.string("ledger");
+        if self.option_tag("reference") {
+            self.string("reference");
+        }
+        self.i64("timestamp");
+        self.bool("timestamp_given");
+        self.i64("inserted_at");
+        let postings = self.u64("postings: count");
+        for index in 0..postings {
+            let name = format!("postings[{index}]");
+            self.string(&format!("{name}.source"));
+            self.string(&format!("{name}.destination"));
+            self.dec(&format!("{name}.amount"));
+            self.string(&format!("{name}.asset"));
+        }
+        self.metadata("metadata");
+        if self.option_tag("reverts") {
+            self.u64("reverts");
+        }
+        self.bool("forced");
+        let volumes = self.u64("volumes: count");
+        for index in 0..volumes {
+            let name = format!("volumes[{index}]");
+            self.string(&format!("{name}.account"));
+            self.string(&format!("{name}.asset"));
+            for side in ["pre_input", "pre_output", "post_input", "post_output"] {
+                self.dec(&format!("{name}.{side}"));
+            }
+        }
+        let seqs = self.u64("posting_seqs: count");
+        for index in 0..seqs {
+            self.string(&format!("posting_seqs[{index}].account"));
+            self.u64(&format!("posting_seqs[{index}].posting_seq"));
+        }
+    }
+}
+
+/// The block hash by the specification: `blake3(tag || seq u64 LE || previous_hash || body)`.
+fn spec_block_hash(seq: u64, previous_hash: &Hash, body: &[u8]) -> Hash {
+    let mut input = Vec::new();
+    input.extend_from_slice(SPEC_DOMAIN_TAG);
+    input.extend_from_slice(&seq.to_le_bytes());
+    input.extend_from_slice(previous_hash);
+    input.extend_from_slice(body);
+    *blake3::hash(&input).as_bytes()
+}
+
+/// Walks a whole trimmed segment by the specification, checking the chain (F-10..F-13).
+fn walk_segment(bytes: &[u8]) -> (Vec<SpecRecord>, Vec<Field>) {
+    let mut walker = Walker::new(bytes);
+    let (first_seq, header_previous) = walker.header();
+    let mut records: Vec<SpecRecord> = Vec::new();
+    while walker.at < bytes.len() {
+        let record = walker.record(records.len() + 1);
+        let previous = records.last();
+        let expected_seq = previous.map_or(first_seq, |p| p.seq + 1);
+        assert_eq!(record.seq, expected_seq, "F-10");
+        let expected_previous = previous.map_or(header_previous, |p| p.block_hash);
+        assert_eq!(record.previous_hash, expected_previous, "F-12");
+        let recomputed = spec_block_hash(record.seq, &record.previous_hash, &record.body);
+        assert_eq!(record.block_hash, recomputed, "F-11");
+        let starts_batch = record.batch_first_seq == record.seq;
+        let continues = previous.is_some_and(|p| p.batch_first_seq == record.batch_first_seq);
+        assert!(starts_batch || continues, "F-13");
+        records.push(record);
+    }
+    (records, walker.fields)
+}
+
+/// The annotated hex dump of a segment, as embedded in `docs/format.md`: one field per line
+/// (16 bytes at most; longer fields continue on unlabelled lines), headings as `#` lines.
+fn annotated_dump(bytes: &[u8]) -> String {
+    let (_, fields) = walk_segment(bytes);
+    let mut out = String::new();
+    for field in &fields {
+        if field.len == 0 {
+            out.push_str(&format!("# {}\n", field.label));
+            continue;
+        }
+        let run = &bytes[field.offset..field.offset + field.len];
+        for (index, chunk) in run.chunks(16).enumerate() {
+            let hex: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
+            let offset = field.offset + index * 16;
+            let line = format!("{offset:04x}  {:<47}", hex.join(" "));
+            if index == 0 {
+                out.push_str(&format!("{line}  # {}\n", field.label));
+            } else {
+                out.push_str(&format!("{}\n", line.trim_end()));
+            }
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// The document.
+
+const DUMP_BEGIN: &str =
+    "<!-- vector two_entries: begin (generated by tests/format_vectors.rs) -->";
+const DUMP_END: &str = "<!-- vector two_entries: end -->";
+const CONSTANTS_BEGIN: &str = "<!-- constants: begin -->";
+const CONSTANTS_END: &str = "<!-- constants: end -->";
+const DEC_BEGIN: &str = "<!-- decimal examples: begin -->";
+const DEC_END: &str = "<!-- decimal examples: end -->";
+const DEC_REFUSED_BEGIN: &str = "<!-- refused decimals: begin -->";
+const DEC_REFUSED_END: &str = "<!-- refused decimals: end -->";
+
+fn doc_path() -> PathBuf {
+    Path::new(MANIFEST_DIR).join("docs/format.md")
+}
+
+fn doc() -> &'static str {
+    static DOC: OnceLock<String> = OnceLock::new();
+    DOC.get_or_init(|| {
+        // In write mode the dump is rewritten first.
+        TWO_ENTRIES.bytes();
+        std::fs::read_to_string(doc_path()).unwrap()
+    })
+}
+
+/// Splits `text` around the one block between `begin` and `end` (markers excluded).
+fn split_block<'t>(text: &'t str, begin: &str, end: &str) -> (&'t str, &'t str, &'t str) {
+    assert_eq!(text.matches(begin).count(), 1, "exactly one {begin}");
+    assert_eq!(text.matches(end).count(), 1, "exactly one {end}");
+    let start = text.find(begin).unwrap();
+    let stop = text.find(end).unwrap();
+    assert!(start < stop, "{begin} comes before {end}");
+    (
+        &text[..start],
+        &text[start + begin.len()..stop],
+        &text[stop + end.len()..],
+    )
+}
+
+/// The bytes of a dump: each line is `offset  hex bytes  # label`; `#` lines and the code
+/// fence are skipped, and every offset must be where the previous line ended.
+fn parse_dump(block: &str) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for line in block.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with("```") {
+            continue;
+        }
+        let data = line.split('#').next().unwrap();
+        let mut tokens = data.split_whitespace();
+        let offset = usize::from_str_radix(tokens.next().unwrap(), 16)
+            .unwrap_or_else(|_| panic!("a dump line starts with its offset: {line:?}"));
+        assert_eq!(
+            offset,
+            bytes.len(),
+            "dump line at the wrong offset: {line:?}"
+        );
+        for token in tokens {
+            assert_eq!(token.len(), 2, "a byte is two hex digits: {line:?}");
+            bytes.push(u8::from_str_radix(token, 16).unwrap());
+        }
+    }
+    bytes
+}
+
+/// The rows of a markdown table: cells trimmed, backticks removed, header and rule skipped.
+fn table_rows(block: &str) -> Vec<Vec<String>> {
+    block
+        .lines()
+        .map(str::trim)
+        .filter(|line| line.starts_with('|'))
+        .skip(2)
+        .map(|line| {
+            line.trim_matches('|')
+                .split('|')
+                .map(|cell| cell.trim().replace('`', ""))
+                .collect()
+        })
+        .collect()
+}
+
+fn parse_hex(text: &str) -> Vec<u8> {
+    text.split_whitespace()
+        .map(|byte| u8::from_str_radix(byte, 16).unwrap())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tests.
+
+#[test]
+fn the_code_writes_exactly_the_checked_in_vectors() {
+    for vector in [TWO_ENTRIES, EVERY_KIND] {
+        let built = build_segment(vector);
+        assert!(
+            built == vector.bytes(),
+            "the code no longer writes tests/vectors/{}: the on-disk format changed. If that is \
+             intended, bump FORMAT_VERSION and regenerate with {WRITE_ENV}=1 (docs/format.md, \
+             section 8)",
+            vector.name
+        );
+    }
+}
+
+#[test]
+fn the_vectors_open_and_read_back_entry_by_entry() {
+    for vector in [TWO_ENTRIES, EVERY_KIND] {
+        let bytes = vector.bytes();
+        let (spec, _) = walk_segment(bytes);
+        let fs = disk_with_segment(bytes);
+        let log = open_log(&fs, true);
+        assert!(
+            log.recovery_report().cuts.is_empty(),
+            "{}: nothing to cut",
+            vector.name
+        );
+        let bodies = vector.bodies();
+        let head = log.head();
+        assert_eq!(head.seq, bodies.len() as u64);
+        assert_eq!(head.block_hash, spec.last().unwrap().block_hash);
+        let entries: Vec<_> = log.iter_from(1).map(Result::unwrap).collect();
+        assert_eq!(entries.len(), bodies.len());
+        for ((entry, body), record) in entries.iter().zip(&bodies).zip(&spec) {
+            assert_eq!(entry.seq, record.seq);
+            assert_eq!(entry.batch_first_seq, record.batch_first_seq);
+            assert_eq!(entry.previous_hash, record.previous_hash);
+            assert_eq!(entry.block_hash, record.block_hash);
+            assert_eq!(entry.body, record.body);
+            assert_eq!(&entry::decode::<EntryBody>(&entry.body).unwrap(), body);
+            assert_eq!(log.read(entry.seq).unwrap(), *entry);
+        }
+    }
+}
+
+#[test]
+fn the_two_entry_vector_holds_the_documented_entries() {
+    let (records, _) = walk_segment(TWO_ENTRIES.bytes());
+    let summary: Vec<_> = records
+        .iter()
+        .map(|r| (r.offset, r.seq, r.batch_first_seq, r.body.len()))
+        .collect();
+    // Offsets and sizes as section 9 of docs/format.md describes them: two batches of one.
+    let first_len = 8 + 80 + 28;
+    assert_eq!(summary, [(64, 1, 1, 28), (64 + first_len, 2, 2, 424)]);
+    assert_eq!(records[0].previous_hash, HASH_ZERO);
+    assert_eq!(records[1].previous_hash, records[0].block_hash);
+    assert_eq!(TWO_ENTRIES.bytes().len(), 64 + first_len + 8 + 80 + 424);
+}
+
+#[test]
+fn the_header_fields_lie_at_the_documented_offsets() {
+    let bytes = TWO_ENTRIES.bytes();
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+    assert_eq!(&bytes[0..8], b"FOLIOSEG");
+    assert_eq!(u32_at(8), 1, "version");
+    assert_eq!(u32_at(12), 64, "header_bytes");
+    assert_eq!(
+        u64::from_le_bytes(bytes[16..24].try_into().unwrap()),
+        1,
+        "first_seq"
+    );
+    assert_eq!(
+        bytes[24..56],
+        [0u8; 32],
+        "previous_hash of the first segment"
+    );
+    assert_eq!(u32_at(56), 0, "reserved");
+    assert_eq!(
+        u32_at(60),
+        crc32fast::hash(&bytes[0..60]),
+        "crc32 of bytes 0..60"
+    );
+}
+
+#[test]
+fn every_crc_and_block_hash_recomputes_from_the_specification_alone() {
+    for vector in [TWO_ENTRIES, EVERY_KIND] {
+        let bytes = vector.bytes();
+        // The walker asserts each rule as it goes; here the same, spelled out for a reader.
+        let (records, _) = walk_segment(bytes);
+        let mut previous = HASH_ZERO;
+        for record in &records {
+            let at = record.offset;
+            let length = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            let stored_crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap());
+            assert_eq!(stored_crc, record.crc32);
+            assert_eq!(crc32fast::hash(&bytes[at + 8..at + 8 + length]), stored_crc);
+            assert_eq!(length, 80 + record.body.len());
+            let mut hasher = blake3::Hasher::new();
+            hasher.update(b"folio-entry-v1");
+            hasher.update(&record.seq.to_le_bytes());
+            hasher.update(&previous);
+            hasher.update(&record.body);
+            assert_eq!(*hasher.finalize().as_bytes(), record.block_hash);
+            previous = record.block_hash;
+        }
+    }
+}
+
+#[test]
+fn the_hex_dump_in_the_document_is_the_two_entry_vector() {
+    let (_, block, _) = split_block(doc(), DUMP_BEGIN, DUMP_END);
+    assert!(
+        parse_dump(block) == TWO_ENTRIES.bytes(),
+        "the dump in docs/format.md differs from tests/vectors/two_entries; regenerate both \
+         with {WRITE_ENV}=1"
+    );
+}
+
+#[test]
+fn reopening_and_closing_a_vector_leaves_its_bytes_unchanged() {
+    for vector in [TWO_ENTRIES, EVERY_KIND] {
+        let fs = disk_with_segment(vector.bytes());
+        for _ in 0..2 {
+            let log = open_log(&fs, false);
+            assert!(log.recovery_report().cuts.is_empty());
+            // Open preallocates: the tail reads as zeros, "no record yet" (F-22, F-41).
+            let grown = fs.file_bytes(&segment_path()).unwrap();
+            assert_eq!(grown.len() as u64, SEGMENT_BYTES);
+            assert!(grown[vector.bytes().len()..].iter().all(|b| *b == 0));
+            log.close().unwrap();
+            assert!(fs.file_bytes(&segment_path()).unwrap() == vector.bytes());
+        }
+    }
+}
+
+#[test]
+fn the_ledger_writes_the_vector_transaction_byte_for_byte() {
+    assert_eq!(
+        Timestamp::parse("2026-01-01T00:00:00Z").unwrap().0,
+        CREATED_AT
+    );
+    assert_eq!(
+        Timestamp::parse("2026-01-01T09:00:00Z").unwrap().0,
+        TX_TIMESTAMP
+    );
+    assert_eq!(
+        Timestamp::parse("2026-01-01T09:00:01.5Z").unwrap().0,
+        INSERTED_AT
+    );
+    let fs = SimFs::new(3);
+    let ledger = Ledger::create_with(
+        Arc::new(fs.clone()),
+        Path::new(STORE),
+        fixed_clock(INSERTED_AT),
+    )
+    .unwrap();
+    let receipt = ledger.post(sale_request()).unwrap();
+    assert_eq!(receipt.id, 2);
+    let written = ledger.log().read(2).unwrap().body;
+    assert_eq!(entry::decode::<EntryBody>(&written).unwrap(), sale());
+    assert!(written == entry::encode(&sale()).unwrap());
+    ledger.close().unwrap();
+}
+
+#[test]
+fn the_ledger_opens_the_vectors_and_replays_them() {
+    let clock = Arc::new(AtomicI64::new(at(60)));
+    let options = LedgerOptions {
+        clock: Arc::new(move || clock.fetch_add(1, Ordering::SeqCst)),
+        ..fixed_clock(0)
+    };
+    let expected = [
+        (TWO_ENTRIES, "till:1", "USD/2", "12.5"),
+        (EVERY_KIND, ALICE, "EUR/2", "0"),
+    ];
+    for (vector, account, asset, balance) in expected {
+        // No state.redb: the ledger rebuilds it from the log, checking each entry's effects.
+        let fs = disk_with_segment(vector.bytes());
+        let ledger = Ledger::open_with(Arc::new(fs), Path::new(STORE), options.clone()).unwrap();
+        let report = ledger.open_report();
+        assert!(matches!(report.state, StateOpened::Rebuilt { .. }));
+        assert_eq!(report.entries_caught_up, vector.bodies().len() as u64);
+        assert_eq!(ledger.store_id(), STORE_ID);
+        let balances = ledger.balance(MAIN, account).unwrap();
+        assert_eq!(balances[asset], Decimal::from_str(balance).unwrap());
+        ledger.close().unwrap();
+    }
+}
+
+#[test]
+fn the_documented_constants_are_the_code_constants() {
+    let (_, block, _) = split_block(doc(), CONSTANTS_BEGIN, CONSTANTS_END);
+    let code: BTreeMap<&str, u64> = [
+        ("FORMAT_VERSION", u64::from(format::FORMAT_VERSION)),
+        ("HEADER_BYTES", format::HEADER_BYTES as u64),
+        ("FRAME_PREFIX_BYTES", format::FRAME_PREFIX_BYTES as u64),
+        ("PAYLOAD_FIXED_BYTES", format::PAYLOAD_FIXED_BYTES as u64),
+        ("BODY_BYTES_MAX", format::BODY_BYTES_MAX as u64),
+        ("RECORD_BYTES_MAX", format::RECORD_BYTES_MAX as u64),
+        ("BATCH_ENTRIES_MAX", format::BATCH_ENTRIES_MAX as u64),
+        ("BATCH_BYTES_MAX", format::BATCH_BYTES_MAX as u64),
+        ("SEGMENT_BYTES_MIN", format::SEGMENT_BYTES_MIN),
+        ("SEGMENT_BYTES_MAX", format::SEGMENT_BYTES_MAX),
+        ("SEGMENT_BYTES_DEFAULT", format::SEGMENT_BYTES_DEFAULT),
+        ("SEGMENT_FILE_BYTES_MAX", format::SEGMENT_FILE_BYTES_MAX),
+        ("SEGMENT_NAME_DIGITS", format::SEGMENT_NAME_DIGITS as u64),
+    ]
+    .into_iter()
+    .collect();
+    let documented: BTreeMap<String, u64> = table_rows(block)
+        .into_iter()
+        .map(|row| (row[0].clone(), row[1].parse().unwrap()))
+        .collect();
+    let documented: BTreeMap<&str, u64> = documented
+        .iter()
+        .map(|(name, value)| (name.as_str(), *value))
+        .collect();
+    assert_eq!(documented, code);
+    assert_eq!(&format::SEGMENT_MAGIC, b"FOLIOSEG");
+    assert_eq!(format::HASH_DOMAIN_TAG, SPEC_DOMAIN_TAG);
+    // F-60: the tag names the version.
+    let tag = format!("folio-entry-v{}", format::FORMAT_VERSION);
+    assert_eq!(format::HASH_DOMAIN_TAG, tag.as_bytes());
+    assert_eq!(format::HASH_ZERO, [0u8; 32]);
+    assert_eq!(format::segment_name(1), "00000000000000000001.seg");
+}
+
+#[test]
+fn the_documented_decimal_encodings_are_the_code_encodings() {
+    let (_, block, _) = split_block(doc(), DEC_BEGIN, DEC_END);
+    let rows = table_rows(block);
+    assert!(rows.len() >= 5);
+    for row in rows {
+        let [text, mantissa, scale, hex] = &row[..] else {
+            panic!("a decimal example has four cells: {row:?}")
+        };
+        let bytes = parse_hex(hex);
+        assert_eq!(entry::encode(&dec(text)).unwrap(), bytes, "{text}");
+        assert_eq!(
+            bytes[..16],
+            mantissa.parse::<i128>().unwrap().to_le_bytes(),
+            "{text}"
+        );
+        assert_eq!(
+            bytes[16..],
+            scale.parse::<u32>().unwrap().to_le_bytes(),
+            "{text}"
+        );
+        assert_eq!(entry::decode::<Dec>(&bytes).unwrap(), dec(text), "{text}");
+    }
+    let (_, block, _) = split_block(doc(), DEC_REFUSED_BEGIN, DEC_REFUSED_END);
+    let rows = table_rows(block);
+    assert!(rows.len() >= 3);
+    for row in rows {
+        let mantissa: i128 = row[0].parse().unwrap();
+        let scale: u32 = row[1].parse().unwrap();
+        let mut bytes = mantissa.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&scale.to_le_bytes());
+        assert!(entry::decode::<Dec>(&bytes).is_err(), "{row:?} decoded");
+    }
+}
+
+/// F-54: a body whose bytes are not the canonical encoding of its value is refused, even though
+/// bincode alone would decode it: here an account's metadata with its two keys swapped, and
+/// with one key repeated (whose first value a plain decode would silently drop).
+#[test]
+fn a_body_that_is_not_in_canonical_form_is_refused() {
+    let body = |pairs: &[(&str, &str)]| {
+        let mut bytes = entry::encode(&EntryBody::AccountMetadataSet(AccountMetadataSet {
+            ledger: "main".into(),
+            account: "till:1".into(),
+            metadata: BTreeMap::from([("a".into(), "1".into()), ("b".into(), "2".into())]),
+            inserted_at: 7,
+        }))
+        .unwrap();
+        // The map is the last field but one: its entries sit right before the 8-byte
+        // `inserted_at`. Each is (u64 length, bytes) twice: 8 + 1 + 8 + 1 = 18 bytes.
+        let map_at = bytes.len() - 8 - 2 * 18;
+        let mut at = map_at;
+        for (key, value) in pairs {
+            for text in [key, value] {
+                bytes[at..at + 8].copy_from_slice(&(text.len() as u64).to_le_bytes());
+                bytes[at + 8..at + 8 + text.len()].copy_from_slice(text.as_bytes());
+                at += 8 + text.len();
+            }
+        }
+        bytes
+    };
+    let canonical = body(&[("a", "1"), ("b", "2")]);
+    assert!(entry::decode::<EntryBody>(&canonical).is_ok());
+    for pairs in [[("b", "2"), ("a", "1")], [("a", "1"), ("a", "2")]] {
+        let bytes = body(&pairs);
+        assert_ne!(bytes, canonical);
+        let error = entry::decode::<EntryBody>(&bytes).unwrap_err();
+        assert!(error.to_string().contains("canonical"), "{pairs:?}: {error}");
+    }
+}
