@@ -64,7 +64,7 @@ pub fn rebuild_state(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<u64, Error> {
     use crate::state::{STATE_FILE_NAME, State};
-    let _lock = crate::ledger::take_lock(&*vfs, dir)?;
+    let _lock = crate::ledger::lock_store(&*vfs, dir)?;
     let options = crate::log::LogOptions {
         read_only: true,
         ..Default::default()
@@ -104,7 +104,7 @@ pub fn replay_into(
 ) -> Result<u64, Error> {
     use crate::ledger::LedgerError;
     use crate::state::State;
-    let _lock = crate::ledger::take_lock(&*vfs, dir)?;
+    let _lock = crate::ledger::lock_store(&*vfs, dir)?;
     let log = Log::open(
         vfs.clone(),
         dir,

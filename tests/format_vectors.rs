@@ -1133,6 +1133,9 @@ fn a_body_that_is_not_in_canonical_form_is_refused() {
         let bytes = body(&pairs);
         assert_ne!(bytes, canonical);
         let error = entry::decode::<EntryBody>(&bytes).unwrap_err();
-        assert!(error.to_string().contains("canonical"), "{pairs:?}: {error}");
+        assert!(
+            error.to_string().contains("canonical"),
+            "{pairs:?}: {error}"
+        );
     }
 }

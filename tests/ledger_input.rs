@@ -889,6 +889,24 @@ fn opening_an_empty_directory_leaves_it_empty_for_create() {
     );
 }
 
+/// Verify and replay pointed at a directory that is not a store refuse it and leave it as it
+/// was: they check for the log before taking the store's lock, whose file would otherwise be
+/// left behind.
+#[test]
+fn verify_and_replay_of_an_empty_directory_leave_it_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let vfs: Arc<dyn folio::log::vfs::Vfs> = Arc::new(folio::log::vfs::RealFs);
+    let verified = folio::verify::verify_store(vfs.clone(), dir.path(), &[], &mut |_, _| {});
+    assert_eq!(verified.unwrap_err().code(), "NOT_A_STORE");
+    let rebuilt = folio::replay::rebuild_state(vfs, dir.path(), &mut |_, _| {});
+    assert_eq!(rebuilt.unwrap_err().code(), "NOT_A_STORE");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
 /// A crash inside `create` acknowledged nothing, so the directory must be usable afterwards:
 /// either `open` finishes the store or `create` starts again, at every crash step of `create`
 /// (including after the log directory is made but before its first segment is durable).

@@ -145,10 +145,6 @@ enum Expect {
     Replayed {
         id: u64,
     },
-    /// A new non-transaction entry with this seq.
-    Committed {
-        seq: u64,
-    },
     Rejected {
         code: &'static str,
     },

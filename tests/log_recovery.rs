@@ -535,10 +535,11 @@ fn a_torn_create_under_a_watermark_is_refused_and_left_as_it_was() {
     };
     match open(&fs, behind_state) {
         Err(LogError::Corrupt {
-            kind: CorruptionKind::DamageBelowWatermark {
-                seq_last_valid: 0,
-                seq_durable_min: 2,
-            },
+            kind:
+                CorruptionKind::DamageBelowWatermark {
+                    seq_last_valid: 0,
+                    seq_durable_min: 2,
+                },
             ..
         }) => {}
         other => panic!("expected a refusal, got {other:?}"),

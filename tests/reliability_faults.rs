@@ -14,7 +14,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use folio::log::sim::{Fault, FaultError, OpKind, SimFs};
-use folio::log::vfs::Vfs;
 use folio::{Ledger, PostRequest, Posting};
 use support::workload::{self, LEDGER, Outcome, STORE, Trace};
 

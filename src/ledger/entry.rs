@@ -48,8 +48,8 @@ pub fn decode<T: Encode + Decode<()>>(bytes: &[u8]) -> Result<T, DecodeError> {
     if read != bytes.len() {
         return Err(DecodeError::Other("trailing bytes after the body"));
     }
-    let canonical = encode(&value)
-        .map_err(|_| DecodeError::Other("a body that does not encode again"))?;
+    let canonical =
+        encode(&value).map_err(|_| DecodeError::Other("a body that does not encode again"))?;
     if canonical != bytes {
         return Err(DecodeError::Other("a body that is not in canonical form"));
     }
@@ -284,44 +284,53 @@ impl TransactionEntry {
     }
 
     /// Checks the recorded volume changes against the postings: one change per (account,
-    /// asset) the postings touch, each with `post = pre + the postings' total`, computed
-    /// exactly. Validation runs this on the entry it builds and `apply` runs it on the entry it
-    /// lands, so the two can never disagree. The error names the (account, asset) at fault.
+    /// asset) the postings touch, sorted, each with `post` equal to `pre` plus the postings'
+    /// amounts added one at a time, in posting order, exactly. Adding step by step (rather
+    /// than summing each account's amounts first) refuses exactly the transactions with a
+    /// volume that does not fit, never one whose volumes all fit. Validation runs this on the
+    /// entry it builds and `apply` runs it on the entry it lands, so the two can never
+    /// disagree. The error names the (account, asset) at fault.
     pub fn check_volume_changes(&self) -> Result<(), VolumeMismatch> {
-        let mut deltas: BTreeMap<(&str, &str), (Decimal, Decimal)> = BTreeMap::new();
+        let mut running: BTreeMap<(&str, &str), (Decimal, Decimal)> = BTreeMap::new();
+        for change in &self.volumes {
+            let key = (change.account.as_str(), change.asset.as_str());
+            if running.insert(key, (change.pre_input.0, change.pre_output.0)).is_some() {
+                return Err(VolumeMismatch::of(change));
+            }
+        }
+        let sorted = self
+            .volumes
+            .windows(2)
+            .all(|pair| (&pair[0].account, &pair[0].asset) < (&pair[1].account, &pair[1].asset));
+        let mut touched = std::collections::BTreeSet::new();
         for posting in &self.postings {
             let asset = posting.asset.as_str();
             for (account, is_source) in [(&posting.source, true), (&posting.destination, false)] {
-                let delta = deltas.entry((account.as_str(), asset)).or_default();
-                let side = if is_source {
-                    &mut delta.1
-                } else {
-                    &mut delta.0
-                };
-                *side = exact_add(*side, posting.amount.0).ok_or_else(|| VolumeMismatch {
+                let mismatch = || VolumeMismatch {
                     account: account.clone(),
                     asset: asset.to_string(),
-                })?;
+                };
+                let volumes = running.get_mut(&(account.as_str(), asset)).ok_or_else(mismatch)?;
+                let side = if is_source {
+                    &mut volumes.1
+                } else {
+                    &mut volumes.0
+                };
+                *side = exact_add(*side, posting.amount.0).ok_or_else(mismatch)?;
+                touched.insert((account.as_str(), asset));
             }
         }
-        let recorded = self
-            .volumes
-            .iter()
-            .map(|c| (c.account.as_str(), c.asset.as_str()));
-        if !recorded.eq(deltas.keys().copied()) {
+        if !sorted || touched.len() != running.len() {
             return Err(VolumeMismatch {
                 account: String::new(),
                 asset: String::new(),
             });
         }
-        for (change, (input_delta, output_delta)) in self.volumes.iter().zip(deltas.values()) {
-            let exact = exact_add(change.pre_input.0, *input_delta) == Some(change.post_input.0)
-                && exact_add(change.pre_output.0, *output_delta) == Some(change.post_output.0);
-            if !exact {
-                return Err(VolumeMismatch {
-                    account: change.account.clone(),
-                    asset: change.asset.clone(),
-                });
+        for change in &self.volumes {
+            let key = (change.account.as_str(), change.asset.as_str());
+            let (input, output) = running[&key];
+            if input != change.post_input.0 || output != change.post_output.0 {
+                return Err(VolumeMismatch::of(change));
             }
         }
         Ok(())
@@ -334,6 +343,15 @@ impl TransactionEntry {
 pub struct VolumeMismatch {
     pub account: String,
     pub asset: String,
+}
+
+impl VolumeMismatch {
+    fn of(change: &VolumeChange) -> Self {
+        VolumeMismatch {
+            account: change.account.clone(),
+            asset: change.asset.clone(),
+        }
+    }
 }
 
 impl EntryBody {

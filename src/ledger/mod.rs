@@ -170,8 +170,10 @@ impl Ledger {
         Log::create(vfs.clone(), dir, log_options(&options, 0))?;
         let (state, _) = State::open(&*vfs, dir, true)?;
         drop(state);
-        drop(lock);
-        Ledger::open_with(vfs, dir, options)
+        // The lock is handed on, never released and retaken: a child process forked by
+        // another thread holds a copy of the descriptor until it execs, and a retake in that
+        // window would fail with STORE_IN_USE.
+        Ledger::open_locked(vfs, dir, options, lock)
     }
 
     /// Opens a store on a given file system: validates the log (cutting a provably torn
@@ -182,24 +184,17 @@ impl Ledger {
         dir: &Path,
         options: LedgerOptions,
     ) -> Result<Ledger, Error> {
-        // Checked before the lock is taken, so that opening a directory that is not a store
-        // leaves it as it was (no lock file), ready for `create`.
-        if !vfs
-            .exists(&dir.join(crate::log::LOG_DIR_NAME))
-            .unwrap_or(false)
-        {
-            let reason = if vfs.exists(dir).unwrap_or(false) {
-                "no log directory"
-            } else {
-                "the directory does not exist"
-            };
-            return Err(crate::log::LogError::NotAStore {
-                path: dir.to_path_buf(),
-                reason,
-            }
-            .into());
-        }
-        let lock = take_lock(&*vfs, dir)?;
+        let lock = lock_store(&*vfs, dir)?;
+        Ledger::open_locked(vfs, dir, options, lock)
+    }
+
+    /// `open_with` once the store's lock is held.
+    fn open_locked(
+        vfs: Arc<dyn Vfs>,
+        dir: &Path,
+        options: LedgerOptions,
+        lock: Box<dyn LockGuard>,
+    ) -> Result<Ledger, Error> {
         let (state, state_opened) = State::open(&*vfs, dir, false)?;
         let watermark = state.read_tables()?.watermark()?;
         let log = Log::open(vfs.clone(), dir, log_options(&options, watermark.seq))?;
@@ -280,7 +275,9 @@ impl Ledger {
 
     /// Makes everything durable and trims the log: call before dropping the last handle.
     /// Dropping without `close` loses nothing acknowledged (the log is the commit point), but
-    /// the next open then re-applies the entries past the last checkpoint.
+    /// the next open then re-applies the entries past the last checkpoint. The store stays
+    /// locked until the last handle (and every clone) is dropped; after `close`, writes fail
+    /// with `Closed`.
     pub fn close(&self) -> Result<(), Error> {
         let _committer = self
             .inner
@@ -304,6 +301,27 @@ fn log_options(options: &LedgerOptions, seq_durable_min: u64) -> LogOptions {
         seq_durable_min,
         read_only: false,
     }
+}
+
+/// Takes the lock of an existing store. The log directory is checked first, so that a
+/// directory that is not a store is left as it was (no lock file), ready for `create`.
+pub(crate) fn lock_store(vfs: &dyn Vfs, dir: &Path) -> Result<Box<dyn LockGuard>, Error> {
+    if !vfs
+        .exists(&dir.join(crate::log::LOG_DIR_NAME))
+        .unwrap_or(false)
+    {
+        let reason = if vfs.exists(dir).unwrap_or(false) {
+            "no log directory"
+        } else {
+            "the directory does not exist"
+        };
+        return Err(crate::log::LogError::NotAStore {
+            path: dir.to_path_buf(),
+            reason,
+        }
+        .into());
+    }
+    take_lock(vfs, dir)
 }
 
 pub(crate) fn take_lock(vfs: &dyn Vfs, dir: &Path) -> Result<Box<dyn LockGuard>, Error> {

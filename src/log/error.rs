@@ -154,7 +154,10 @@ impl fmt::Display for CorruptionKind {
                 write!(f, "damaged tail of {bytes} bytes, longer than any batch")
             }
             CorruptionKind::SegmentTooLarge { bytes } => {
-                write!(f, "segment of {bytes} bytes, larger than any the writer makes")
+                write!(
+                    f,
+                    "segment of {bytes} bytes, larger than any the writer makes"
+                )
             }
             CorruptionKind::DamageBelowWatermark {
                 seq_last_valid,

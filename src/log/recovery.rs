@@ -229,7 +229,9 @@ fn settle_damage(
         return Err(frame_kind.into());
     }
     let start = damage.offset_bytes as usize;
-    let end = format::last_nonzero(bytes).map_or(start, |at| at + 1).max(start);
+    let end = format::last_nonzero(bytes)
+        .map_or(start, |at| at + 1)
+        .max(start);
     let torn_bytes = (end - start) as u64;
     if torn_bytes > BATCH_BYTES_MAX as u64 {
         return Err(CorruptionKind::TailTooLong { bytes: torn_bytes });
@@ -277,4 +279,3 @@ fn later_batch_record(bytes: &[u8], from: usize, seq_first_torn: u64) -> Option<
     }
     None
 }
-

@@ -13,8 +13,8 @@ use super::tables::{
     META_STORE_ID, META_WATERMARK, ReferenceRow, StateView, TransactionRow, VolumesRow, Watermark,
     WriteTables, decode_row, encode_row,
 };
-use crate::ledger::model::Volumes;
 use crate::ledger::entry::{Dec, EntryBody, OverdraftCode, TransactionEntry};
+use crate::ledger::model::Volumes;
 
 /// Applies the entry `seq` to the tables.
 pub fn apply(tables: &mut WriteTables<'_>, seq: u64, body: &EntryBody) -> Result<(), StateError> {

@@ -140,16 +140,7 @@ pub fn verify_store(
     expect_heads: &[(u64, Hash)],
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<VerifyReport, Error> {
-    let _lock = crate::ledger::take_lock(&*vfs, dir)?;
-    let log_dir = dir.join(crate::log::LOG_DIR_NAME);
-    if !vfs.exists(&log_dir).unwrap_or(false) {
-        let reason = "no log directory";
-        return Err(LogError::NotAStore {
-            path: dir.to_path_buf(),
-            reason,
-        }
-        .into());
-    }
+    let _lock = crate::ledger::lock_store(&*vfs, dir)?;
     let (state, state_failure) = copy_state(&*vfs, dir)?;
     let watermark = match &state {
         Some(state) => state.read_tables()?.watermark()?,
