@@ -21,6 +21,7 @@
 
 pub mod cli;
 mod error;
+pub mod export;
 pub mod ledger;
 pub mod log;
 pub mod replay;

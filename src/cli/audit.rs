@@ -1,5 +1,5 @@
 //! Commands for auditors and operators: verify (read-only), replay (rebuild the state, or a
-//! new store as of an entry), export.
+//! new store as of an entry), export (read-only: the log's entries as events).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -106,7 +106,33 @@ pub(super) fn replay(
     Ok(0)
 }
 
+/// Writes the events of the entries after `since` to stdout, through a buffer. A reader that
+/// goes away (`folio export | head`) ends the export quietly, with exit 0.
 pub(super) fn export(store: &Path, since: u64) -> Result<u8, CliError> {
-    let _ = (store, since);
-    Err(CliError::usage("export is not built yet"))
+    let bar = progress_bar(0, "exporting");
+    let mut progress = |seq: u64, head: u64| {
+        bar.set_length(head);
+        bar.set_position(seq);
+    };
+    let out = std::io::BufWriter::new(std::io::stdout().lock());
+    let exported = crate::export::export_store(Arc::new(RealFs), store, since, out, &mut progress);
+    bar.finish_and_clear();
+    match exported {
+        Ok(summary) => {
+            if summary.torn_tail {
+                eprintln!(
+                    "folio: note: the log ends in a torn write after entry {}; it was not \
+                     exported (the next open cuts it)",
+                    summary.head
+                );
+            }
+            Ok(0)
+        }
+        Err(error) if error.is_broken_pipe() => Ok(0),
+        Err(error) => Err(CliError {
+            exit: if error.is_rejection() { 1 } else { 2 },
+            code: error.code().to_string(),
+            message: error.to_string(),
+        }),
+    }
 }

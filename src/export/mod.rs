@@ -1,0 +1,285 @@
+//! Export: the log's entries as events for other systems, in log order (`docs/events.md`).
+//! [`events`] maps an entry to a Formance-shaped event (a pure function); here a store is read
+//! for it and [`EventWriter`], a [`Replay`] sink, writes the events as JSON Lines. Export never
+//! changes the store: the log is opened read-only (a torn tail is neither cut nor exported).
+
+pub mod events;
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use events::{Event, Payload, event_of};
+
+use crate::Error;
+use crate::ledger::LedgerError;
+use crate::ledger::entry::{EntryBody, TransactionEntry};
+use crate::log::vfs::Vfs;
+use crate::log::{Entry, Log, LogError, LogOptions};
+use crate::replay::{self, Replay};
+
+/// Why an export stopped. Every line written before the error is a whole, valid event.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The store could not be opened or read (in use, not a store, a corrupt log).
+    #[error(transparent)]
+    Store(#[from] Error),
+    /// Writing the events failed (a closed pipe, a full disk).
+    #[error("writing the events failed: {source}")]
+    Write { source: io::Error },
+    /// An amount or volume that has no exact integer form in its asset's smallest unit: the
+    /// entry cannot be exported without changing what it says.
+    #[error(
+        "entry {seq} cannot be exported: {amount} {asset} is not a whole number of the \
+         asset's smallest unit ({reason})"
+    )]
+    Amount {
+        seq: u64,
+        asset: String,
+        amount: String,
+        reason: &'static str,
+    },
+    /// A time outside the years that RFC 3339 can write (0000 to 9999).
+    #[error(
+        "entry {seq} cannot be exported: its time ({micros} us since the epoch) is out of range"
+    )]
+    Time { seq: u64, micros: i64 },
+}
+
+impl ExportError {
+    /// A stable, machine-readable code (`docs/cli.md`, "Errors").
+    pub fn code(&self) -> &'static str {
+        match self {
+            ExportError::Store(error) => error.code(),
+            ExportError::Write { .. } => "IO",
+            ExportError::Amount { .. } | ExportError::Time { .. } => "NOT_EXPORTABLE",
+        }
+    }
+
+    /// Whether the export ran and found an entry it cannot express, as opposed to a failure
+    /// of the store or of the output.
+    pub fn is_rejection(&self) -> bool {
+        match self {
+            ExportError::Store(error) => error.is_rejection(),
+            ExportError::Write { .. } => false,
+            ExportError::Amount { .. } | ExportError::Time { .. } => true,
+        }
+    }
+
+    /// Whether the reader of the output went away (`folio export | head`).
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, ExportError::Write { source } if source.kind() == io::ErrorKind::BrokenPipe)
+    }
+
+    /// The crate error that [`EventWriter`] hands to [`replay::drive`] to stop it, since a
+    /// [`Replay`] sink returns a `folio::Error`; the typed error stays with the writer.
+    fn stand_in(&self) -> Error {
+        match self {
+            // Store errors are passed on as themselves, never through here.
+            ExportError::Store(_) | ExportError::Amount { .. } | ExportError::Time { .. } => {
+                LedgerError::InvalidInput {
+                    field: "entry",
+                    value: self.to_string(),
+                    reason: "cannot be exported",
+                }
+                .into()
+            }
+            ExportError::Write { source } => LogError::Io {
+                path: PathBuf::from("<events output>"),
+                source: io::Error::new(source.kind(), source.to_string()),
+            }
+            .into(),
+        }
+    }
+}
+
+/// What an export did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExportSummary {
+    /// Entries read (those after the `since` seq).
+    pub entries: u64,
+    /// Events written: entries less those of kinds without an event.
+    pub events: u64,
+    /// The log's head when the export began: the last seq it covers.
+    pub head: u64,
+    /// Whether the log ends in a torn write (an append that never completed): not exported,
+    /// and cut by the next writable open.
+    pub torn_tail: bool,
+}
+
+/// Writes one event per entry as JSON Lines; entries without an event write nothing. Reads
+/// the transaction a revert reverts from the log. On an export error it stops the drive and
+/// keeps the typed error, which [`EventWriter::take_failure`] returns.
+pub struct EventWriter<'a, W: Write> {
+    log: &'a Log,
+    store_id: [u8; 16],
+    out: W,
+    events: u64,
+    line: Vec<u8>,
+    failure: Option<ExportError>,
+}
+
+impl<'a, W: Write> EventWriter<'a, W> {
+    pub fn new(log: &'a Log, store_id: [u8; 16], out: W) -> EventWriter<'a, W> {
+        EventWriter {
+            log,
+            store_id,
+            out,
+            events: 0,
+            line: Vec::new(),
+            failure: None,
+        }
+    }
+
+    /// Events written so far.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    /// The error that stopped the last drive, if it was an export error.
+    pub fn take_failure(&mut self) -> Option<ExportError> {
+        self.failure.take()
+    }
+
+    /// Flushes the output (a buffered one holds whole lines only).
+    pub fn flush(&mut self) -> Result<(), ExportError> {
+        self.out
+            .flush()
+            .map_err(|source| ExportError::Write { source })
+    }
+
+    fn write_entry(&mut self, entry: &Entry, body: &EntryBody) -> Result<(), ExportError> {
+        let reverted = reverted_of(self.log, body)?;
+        let Some(event) = event_of(entry, body, self.store_id, reverted.as_ref())? else {
+            return Ok(());
+        };
+        self.line.clear();
+        // Serializing owned strings and integers into a Vec cannot fail; an error here would
+        // be a bug, reported rather than hidden.
+        serde_json::to_writer(&mut self.line, &event).map_err(|error| ExportError::Write {
+            source: io::Error::other(error),
+        })?;
+        self.line.push(b'\n');
+        self.out
+            .write_all(&self.line)
+            .map_err(|source| ExportError::Write { source })?;
+        self.events += 1;
+        Ok(())
+    }
+}
+
+impl<W: Write> Replay for EventWriter<'_, W> {
+    fn entry(&mut self, entry: &Entry, body: &EntryBody) -> Result<(), Error> {
+        match self.write_entry(entry, body) {
+            Ok(()) => Ok(()),
+            Err(ExportError::Store(error)) => Err(error),
+            Err(failure) => {
+                let stand_in = failure.stand_in();
+                self.failure = Some(failure);
+                Err(stand_in)
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Result<(), Error> {
+        self.flush().map_err(|failure| {
+            let stand_in = failure.stand_in();
+            self.failure = Some(failure);
+            stand_in
+        })
+    }
+}
+
+/// The entry of the transaction that `body` reverts, when it is a revert.
+pub fn reverted_of(log: &Log, body: &EntryBody) -> Result<Option<TransactionEntry>, Error> {
+    let EntryBody::Transaction(TransactionEntry {
+        reverts: Some(id), ..
+    }) = body
+    else {
+        return Ok(None);
+    };
+    let original = log.read(*id)?;
+    match replay::decode_body(&original)? {
+        EntryBody::Transaction(tx) => Ok(Some(tx)),
+        // Not a transaction: event_of reports the revert as inconsistent.
+        _ => Ok(None),
+    }
+}
+
+/// The store's id, from its first entry; `None` for an empty log (a create that stopped
+/// before writing it).
+pub fn store_id_of(log: &Log) -> Result<Option<[u8; 16]>, Error> {
+    if log.head().seq == 0 {
+        return Ok(None);
+    }
+    match replay::decode_body(&log.read(1)?)? {
+        EntryBody::StoreCreated(created) => Ok(Some(created.store_id)),
+        _ => Err(LedgerError::NotAStore.into()),
+    }
+}
+
+/// Writes the events of the entries after `seq_since` of an open log to `out`, then flushes
+/// it. `seq_since` past the head is an error (`SEQ_OUT_OF_RANGE`): a reader that has seen
+/// more than the log holds is reading another history (a store restored from a backup).
+/// `progress` gets each seq read and the head.
+pub fn export_log<W: Write>(
+    log: &Log,
+    seq_since: u64,
+    out: W,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<ExportSummary, ExportError> {
+    let head = log.head().seq;
+    if seq_since > head {
+        return Err(Error::from(LogError::SeqOutOfRange {
+            seq: seq_since,
+            head,
+        })
+        .into());
+    }
+    let mut summary = ExportSummary {
+        head,
+        torn_tail: !log.recovery_report().cuts.is_empty(),
+        ..ExportSummary::default()
+    };
+    let Some(store_id) = store_id_of(log)? else {
+        return Ok(summary);
+    };
+    let mut writer = EventWriter::new(log, store_id, out);
+    let seq_from = seq_since.saturating_add(1);
+    let driven = replay::drive(log, seq_from, head, &mut writer, &mut |seq| {
+        progress(seq, head)
+    });
+    match driven {
+        Ok(entries) => {
+            summary.entries = entries;
+            summary.events = writer.events();
+            Ok(summary)
+        }
+        Err(error) => {
+            let failure = writer.take_failure();
+            // Deliver the whole lines written before the failure; the failure is the news.
+            let _ = writer.flush();
+            Err(failure.unwrap_or(ExportError::Store(error)))
+        }
+    }
+}
+
+/// Exports a store in `dir` without changing it: takes the store's lock (so a store open
+/// elsewhere is `STORE_IN_USE`, as for every command), opens the log read-only, and writes
+/// the events of the entries after `seq_since` to `out`.
+pub fn export_store<W: Write>(
+    vfs: Arc<dyn Vfs>,
+    dir: &Path,
+    seq_since: u64,
+    out: W,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<ExportSummary, ExportError> {
+    let _lock = crate::ledger::lock_store(&*vfs, dir)?;
+    let options = LogOptions {
+        read_only: true,
+        ..LogOptions::default()
+    };
+    let log = Log::open(vfs, dir, options).map_err(Error::from)?;
+    export_log(&log, seq_since, out, progress)
+}
