@@ -121,16 +121,17 @@ pub(crate) fn receipt_of(
     }
 }
 
+type VolumesTable = redb::ReadOnlyTable<(&'static str, &'static str, &'static str), &'static [u8]>;
+
 /// The volumes rows of `(ledger, account prefix)`, in key order.
 fn volumes_rows(
-    tables: &ReadTables,
+    volumes: &VolumesTable,
     ledger: &str,
     account_from: &str,
     mut keep: impl FnMut(&str) -> bool,
 ) -> Result<Vec<(String, String, Volumes)>, Error> {
     let mut rows = Vec::new();
-    let range = tables
-        .volumes
+    let range = volumes
         .range((ledger, account_from, "")..)
         .map_err(crate::state::StateError::from)?;
     for item in range {
@@ -150,11 +151,22 @@ impl Ledger {
         Ok(self.inner.state.read_tables()?)
     }
 
+    /// The volumes table alone: balance reads open only it (opening all nine tables cost
+    /// more than the lookup itself).
+    fn volumes_table(&self) -> Result<VolumesTable, Error> {
+        let txn = self.inner.state.begin_read()?;
+        Ok(txn
+            .open_table(crate::state::tables::VOLUMES)
+            .map_err(crate::state::StateError::from)?)
+    }
+
     /// An account's volumes per asset.
     pub fn volumes(&self, ledger: &str, account: &str) -> Result<BTreeMap<String, Volumes>, Error> {
         model::check_ledger_name(ledger)?;
         model::check_account("account", account)?;
-        let rows = volumes_rows(&self.tables()?, ledger, account, |found| found == account)?;
+        let rows = volumes_rows(&self.volumes_table()?, ledger, account, |found| {
+            found == account
+        })?;
         Ok(rows
             .into_iter()
             .map(|(_, asset, volumes)| (asset, volumes))
@@ -177,7 +189,7 @@ impl Ledger {
         prefix: &str,
     ) -> Result<BTreeMap<String, BTreeMap<String, Decimal>>, Error> {
         model::check_ledger_name(ledger)?;
-        let rows = volumes_rows(&self.tables()?, ledger, prefix, |found| {
+        let rows = volumes_rows(&self.volumes_table()?, ledger, prefix, |found| {
             found.starts_with(prefix)
         })?;
         let mut accounts: BTreeMap<String, BTreeMap<String, Decimal>> = BTreeMap::new();
