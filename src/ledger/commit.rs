@@ -1,11 +1,11 @@
-//! Group commit. Callers queue their operations; whoever holds the committer lock takes
+//! Group commit. Callers queue their operations; one caller at a time leads and takes
 //! everything queued and commits it as one group: validate each operation in queue order
 //! (each against the state the earlier ones left, inside one redb write transaction), append
 //! the accepted entries to the log with one write and one fsync (the commit point), then
 //! commit the state transaction with the new watermark. Each caller gets its own result; one
 //! rejected operation never fails the others.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -84,42 +84,62 @@ fn is_filled(slot: &Slot) -> bool {
         .is_some()
 }
 
+/// The queue of operations waiting for a group, and whether some caller is committing one.
+#[derive(Default)]
+pub(crate) struct Queue {
+    pending: VecDeque<Pending>,
+    leader_active: bool,
+}
+
+/// Held by the leader while it commits a group; its drop hands leadership back and wakes the
+/// waiters, also if the commit panicked (a waiter then leads, rather than waiting forever).
+struct Leading<'a>(&'a Inner);
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        self.0.lock_queue().leader_active = false;
+        self.0.group_done.notify_all();
+    }
+}
+
 impl Ledger {
-    /// Queues operations and returns their results in order, once some holder of the
-    /// committer lock (maybe this caller) has committed them.
+    /// Queues operations and returns their results in order, once some caller (maybe this
+    /// one) has committed them. One caller at a time leads: it takes what is queued and
+    /// commits it as a group while the others wait on `group_done`. A waiter whose operations
+    /// a group settled returns at once, rather than waiting behind the next group's fsync.
     pub(crate) fn submit(&self, ops: Vec<Op>) -> Vec<Result<Outcome, Error>> {
         let inner = &self.inner;
         let slots: Vec<Slot> = ops.iter().map(|_| Arc::new(Mutex::new(None))).collect();
-        {
-            let mut queue = inner
-                .queue
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            for (op, slot) in ops.into_iter().zip(&slots) {
-                queue.push_back(Pending {
-                    op,
-                    slot: slot.clone(),
-                });
-            }
+        let mut queue = inner.lock_queue();
+        for (op, slot) in ops.into_iter().zip(&slots) {
+            queue.pending.push_back(Pending {
+                op,
+                slot: slot.clone(),
+            });
         }
         while !slots.iter().all(is_filled) {
-            let mut committer = inner
-                .committer
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if slots.iter().all(is_filled) {
-                break;
+            if queue.leader_active {
+                queue = inner
+                    .group_done
+                    .wait(queue)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                continue;
             }
-            let group: Vec<Pending> = {
-                let mut queue = inner
-                    .queue
+            queue.leader_active = true;
+            let count = queue.pending.len().min(inner.options.group_ops_max);
+            let group: Vec<Pending> = queue.pending.drain(..count).collect();
+            drop(queue);
+            {
+                let _leading = Leading(inner);
+                let mut committer = inner
+                    .committer
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
-                let count = queue.len().min(inner.options.group_ops_max);
-                queue.drain(..count).collect()
-            };
-            inner.commit_group(&mut committer, group);
+                inner.commit_group(&mut committer, group);
+            }
+            queue = inner.lock_queue();
         }
+        drop(queue);
         slots
             .iter()
             .map(|slot| take(slot).unwrap_or_else(|| Err(LedgerError::Closed.into())))
@@ -157,6 +177,12 @@ pub(crate) fn read_transaction(log: &Log, id: u64) -> Result<TransactionEntry, E
 }
 
 impl Inner {
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn refusal(&self) -> Option<LedgerError> {
         if self.closed.load(Ordering::SeqCst) {
             Some(LedgerError::Closed)
@@ -340,12 +366,9 @@ impl Inner {
         if unprocessed.is_empty() {
             return;
         }
-        let mut queue = self
-            .queue
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut queue = self.lock_queue();
         for pending in unprocessed.into_iter().rev() {
-            queue.push_front(pending);
+            queue.pending.push_front(pending);
         }
     }
 

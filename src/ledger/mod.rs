@@ -122,7 +122,9 @@ struct Inner {
     poisoned: AtomicBool,
     closed: AtomicBool,
     committer: Mutex<Committer>,
-    queue: Mutex<std::collections::VecDeque<commit::Pending>>,
+    queue: Mutex<commit::Queue>,
+    /// Signalled when a leader finishes a group.
+    group_done: std::sync::Condvar,
     _lock: Box<dyn LockGuard>,
 }
 
@@ -242,7 +244,8 @@ impl Ledger {
                 log,
                 state,
                 committer: Mutex::new(Committer::new(Instant::now())),
-                queue: Mutex::new(std::collections::VecDeque::new()),
+                queue: Mutex::new(commit::Queue::default()),
+                group_done: std::sync::Condvar::new(),
                 options,
                 store_id,
                 open_report,
