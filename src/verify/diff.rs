@@ -51,21 +51,6 @@ pub fn diff_states(
     Ok(differences.into_iter().flatten().next())
 }
 
-type Row = (Vec<u8>, Vec<u8>, String);
-
-fn next_row<K: Key + 'static, V: Value + 'static>(
-    rows: &mut redb::Range<'_, K, V>,
-) -> Result<Option<Row>, StateError> {
-    let Some(item) = rows.next() else {
-        return Ok(None);
-    };
-    let (key, value) = item?;
-    let key_value = key.value();
-    let key_bytes = K::as_bytes(&key_value).as_ref().to_vec();
-    let value_bytes = V::as_bytes(&value.value()).as_ref().to_vec();
-    Ok(Some((key_bytes, value_bytes, format!("{key_value:?}"))))
-}
-
 fn diff_table<K: Key + 'static, V: Value + 'static>(
     table: &'static str,
     expected: &ReadOnlyTable<K, V>,
@@ -73,23 +58,36 @@ fn diff_table<K: Key + 'static, V: Value + 'static>(
 ) -> Result<Option<StateDifference>, Error> {
     let mut expected_rows = expected.iter().map_err(StateError::from)?;
     let mut actual_rows = actual.iter().map_err(StateError::from)?;
+    // Rows are compared as bytes, and a key is formatted only for the difference reported:
+    // formatting every key cost more than the comparison.
+    let text_of = |key: &redb::AccessGuard<'_, K>| format!("{:?}", key.value());
     loop {
-        let difference = match (next_row(&mut expected_rows)?, next_row(&mut actual_rows)?) {
+        let want = expected_rows.next().transpose().map_err(StateError::from)?;
+        let have = actual_rows.next().transpose().map_err(StateError::from)?;
+        let (key, detail) = match (&want, &have) {
             (None, None) => return Ok(None),
-            (Some(want), Some(have)) if want.0 == have.0 && want.1 == have.1 => continue,
-            (Some(want), Some(have)) if want.0 == have.0 => (want.2, "value differs from replay"),
-            (Some(want), Some(have)) => {
-                // Keys are in the same order in both: the smaller one is the odd one out.
-                if want.0 < have.0 {
-                    (want.2, "row missing from state")
+            (Some((want_key, want_value)), Some((have_key, have_value))) => {
+                let (want_key_value, have_key_value) = (want_key.value(), have_key.value());
+                let want_key_bytes = K::as_bytes(&want_key_value);
+                let have_key_bytes = K::as_bytes(&have_key_value);
+                let (want_key_bytes, have_key_bytes) =
+                    (want_key_bytes.as_ref(), have_key_bytes.as_ref());
+                if want_key_bytes == have_key_bytes {
+                    let (want_value, have_value) = (want_value.value(), have_value.value());
+                    if V::as_bytes(&want_value).as_ref() == V::as_bytes(&have_value).as_ref() {
+                        continue;
+                    }
+                    (text_of(want_key), "value differs from replay")
+                } else if K::compare(want_key_bytes, have_key_bytes).is_lt() {
+                    // Keys come in the same order from both: the smaller one is the odd one.
+                    (text_of(want_key), "row missing from state")
                 } else {
-                    (have.2, "row in state but not in replay")
+                    (text_of(have_key), "row in state but not in replay")
                 }
             }
-            (Some(want), None) => (want.2, "row missing from state"),
-            (None, Some(have)) => (have.2, "row in state but not in replay"),
+            (Some((want_key, _)), None) => (text_of(want_key), "row missing from state"),
+            (None, Some((have_key, _))) => (text_of(have_key), "row in state but not in replay"),
         };
-        let (key, detail) = difference;
         return Ok(Some(StateDifference {
             table,
             key,
