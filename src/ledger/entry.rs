@@ -125,6 +125,8 @@ pub enum EntryBody {
     TransactionMetadataSet(TransactionMetadataSet),
     TransactionMetadataDeleted(TransactionMetadataDeleted),
     OverdraftSet(OverdraftSet),
+    /// A consumer of the outbox acknowledged the entries up to a seq (format version 2).
+    ConsumerAcked(ConsumerAcked),
 }
 
 /// The store's identity, made at `init`.
@@ -227,6 +229,18 @@ pub struct OverdraftSet {
     pub inserted_at: i64,
 }
 
+/// A consumer's cursor moved: it has everything up to and including `seq`
+/// (`docs/sync.md`, "Cursors"). Produces no event.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct ConsumerAcked {
+    /// The consumer's name (the grammar of a ledger name).
+    pub consumer: String,
+    /// The last seq the consumer acknowledged: below this entry's own seq, and at least the
+    /// consumer's cursor before it.
+    pub seq: u64,
+    pub inserted_at: i64,
+}
+
 /// What a request was, as the caller gave it (before defaults such as the timestamp were
 /// filled in): two requests with the same reference are the same request if and only if their
 /// canonical forms are equal. Rebuilt from a transaction entry by [`TransactionEntry::canonical_request`].
@@ -294,7 +308,10 @@ impl TransactionEntry {
         let mut running: BTreeMap<(&str, &str), (Decimal, Decimal)> = BTreeMap::new();
         for change in &self.volumes {
             let key = (change.account.as_str(), change.asset.as_str());
-            if running.insert(key, (change.pre_input.0, change.pre_output.0)).is_some() {
+            if running
+                .insert(key, (change.pre_input.0, change.pre_output.0))
+                .is_some()
+            {
                 return Err(VolumeMismatch::of(change));
             }
         }
@@ -310,7 +327,9 @@ impl TransactionEntry {
                     account: account.clone(),
                     asset: asset.to_string(),
                 };
-                let volumes = running.get_mut(&(account.as_str(), asset)).ok_or_else(mismatch)?;
+                let volumes = running
+                    .get_mut(&(account.as_str(), asset))
+                    .ok_or_else(mismatch)?;
                 let side = if is_source {
                     &mut volumes.1
                 } else {
@@ -365,6 +384,7 @@ impl EntryBody {
             EntryBody::TransactionMetadataSet(entry) => Some(&entry.ledger),
             EntryBody::TransactionMetadataDeleted(entry) => Some(&entry.ledger),
             EntryBody::OverdraftSet(entry) => Some(&entry.ledger),
+            EntryBody::ConsumerAcked(_) => None,
         }
     }
 }

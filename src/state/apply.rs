@@ -81,6 +81,23 @@ pub fn apply(tables: &mut WriteTables<'_>, seq: u64, body: &EntryBody) -> Result
                 tables.policies.insert(key, &row[..])?;
             }
         }
+        EntryBody::ConsumerAcked(acked) => {
+            // Validation writes an ack only when it moves the cursor forward, to an entry
+            // before its own; a log that says otherwise was not written by the ledger.
+            let cursor = tables.cursor(&acked.consumer)?;
+            if acked.seq >= seq || acked.seq <= cursor {
+                return Err(inconsistent(
+                    seq,
+                    format!(
+                        "consumer {} acknowledges seq {} from cursor {cursor}",
+                        acked.consumer, acked.seq
+                    ),
+                ));
+            }
+            tables
+                .consumers
+                .insert(acked.consumer.as_str(), acked.seq)?;
+        }
     }
     Ok(())
 }
