@@ -455,6 +455,21 @@ fn a_4xx_stops_sync_and_leaves_the_cursor_where_it_was() {
     assert_eq!(cursor_of(&path, "central"), cursor);
     let listing = consumers(&path);
     assert_eq!(listing["consumers"][0]["lag"], expected.len() as u64 - 6);
+
+    // The cursor is in the log: a replay of the state keeps it, and verify agrees.
+    let (code, _, stderr) = run(&["replay", "--store", store]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(consumers(&path), listing);
+    let (code, stdout, _) = run(&["verify", "--store", store, "--json"]);
+    assert_eq!(code, 0, "{stdout}");
+    let (code, table, _) = run(&["consumers", "--store", store]);
+    assert_eq!(code, 0);
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], ["CONSUMER", "CURSOR", "LAG"]);
+    assert_eq!(rows[1], ["central", cursor.to_string().as_str(), "2"]);
 }
 
 #[test]

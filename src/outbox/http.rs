@@ -5,6 +5,7 @@
 //! jitter, the same bytes and key each time; any other status stops sync with the cursor
 //! unchanged. Delivery is therefore at-least-once and in log order.
 
+use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -233,16 +234,21 @@ fn attempt(agent: &ureq::Agent, url: &str, body: &[u8], key: &str) -> Attempt {
     if (200..300).contains(&status) {
         return Attempt::Delivered;
     }
-    let text = response
+    // Only the start of the body, on one line: it goes into a one-line error message.
+    let mut start = Vec::new();
+    let read = response
         .body_mut()
-        .with_config()
-        .limit(RESPONSE_DETAIL_BYTES_MAX as u64)
-        .read_to_string()
-        .unwrap_or_default();
-    let detail = if text.trim().is_empty() {
-        "no response body".to_string()
-    } else {
-        text.trim().to_string()
+        .as_reader()
+        .take(RESPONSE_DETAIL_BYTES_MAX as u64)
+        .read_to_end(&mut start);
+    let text: String = String::from_utf8_lossy(&start)
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let detail = match (read, text.trim()) {
+        (Err(error), _) => format!("the response body did not read: {error}"),
+        (Ok(_), "") => "no response body".to_string(),
+        (Ok(_), text) => text.to_string(),
     };
     if status == 408 || status == 429 || status >= 500 {
         Attempt::Failed(format!("HTTP {status}: {detail}"))

@@ -114,7 +114,8 @@ impl Ledger {
     /// use folio::outbox::BatchLimits;
     /// let dir = tempfile::tempdir()?;
     /// let ledger = Ledger::create(dir.path().join("store"))?;
-    /// ledger.post(PostRequest::new("main", vec![Posting::new("world", "till:1", "5", "EUR/2")?]))?;
+    /// let sale = Posting::new("world", "till:1", "5", "EUR/2")?;
+    /// ledger.post(PostRequest::new("main", vec![sale]))?;
     /// let cursor = ledger.cursor("central")?;
     /// let batch = ledger.events_since(cursor, BatchLimits::default())?;
     /// assert_eq!(batch.events.len(), 1);
