@@ -345,3 +345,34 @@ fn a_batch_keeps_to_its_byte_bound_but_always_carries_one_event() {
     assert_eq!(ledger.events_since(0, bad).unwrap_err().code(), "USAGE");
     ledger.close().unwrap();
 }
+
+#[test]
+fn replay_refuses_an_ack_entry_the_ledger_would_not_write() {
+    use folio::ledger::entry::{self, ConsumerAcked, EntryBody};
+    use folio::log::{Log, LogOptions};
+    // Entry 3 acking seq 3 (itself) or beyond; or acking 0, which moves no cursor (F-57).
+    for seq in [3, 9, 0] {
+        let fs = workload::new_disk(3);
+        let ledger = workload::create(&fs).unwrap();
+        sale(&ledger, "1");
+        ledger.close().unwrap();
+        drop(ledger);
+        let options = LogOptions {
+            segment_bytes: 4096,
+            ..LogOptions::default()
+        };
+        let store = std::path::Path::new(workload::STORE);
+        let log = Log::open(Arc::new(fs.clone()), store, options).unwrap();
+        let acked = ConsumerAcked {
+            consumer: "central".into(),
+            seq,
+            inserted_at: 0,
+        };
+        let body = entry::encode(&EntryBody::ConsumerAcked(acked)).unwrap();
+        assert_eq!(log.append(&[body]).unwrap()[0].seq, 3);
+        log.close().unwrap();
+        drop(log);
+        let error = workload::open(&fs).unwrap_err();
+        assert_eq!(error.code(), "STATE_INCONSISTENT", "ack of {seq}: {error}");
+    }
+}

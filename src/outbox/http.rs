@@ -43,7 +43,8 @@ pub struct SyncOptions {
     pub request_timeout: Duration,
     /// How often to look for new entries while following.
     pub poll_interval: Duration,
-    /// Set to stop following between batches (the CLI leaves it unset: SIGINT ends it).
+    /// Set to stop following between batches (the CLI leaves it unset: SIGINT ends it). A
+    /// batch being retried when it is set gives up at its next failure (`Unavailable`).
     pub stop: Option<Arc<AtomicBool>>,
 }
 
@@ -312,6 +313,28 @@ fn deliver(
 /// the next batch is read from the new cursor, so a crash at any point resends at most the
 /// batch in flight. Only batches holding events are sent and acknowledged: entries without
 /// an event (sync's own acks among them) are passed over with the next batch that has one.
+///
+/// An application that keeps its store open runs it on a clone of its handle:
+///
+/// ```no_run
+/// use std::sync::{Arc, atomic::AtomicBool};
+/// use folio::outbox::http::{SyncOptions, sync};
+/// let ledger = folio::Ledger::open("books")?;
+/// let stop = Arc::new(AtomicBool::new(false));
+/// let options = SyncOptions {
+///     stop: Some(stop.clone()),
+///     ..SyncOptions::new("https://ledger.example/folio/events", "central")
+/// };
+/// let follower = {
+///     let ledger = ledger.clone();
+///     std::thread::spawn(move || sync(&ledger, &options, &mut |_| {}))
+/// };
+/// // ... post as usual; the follower sends each new event once it is committed ...
+/// stop.store(true, std::sync::atomic::Ordering::SeqCst);
+/// let report = follower.join().expect("the follower thread")?;
+/// println!("{} events sent, cursor at {}", report.events, report.cursor);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn sync(
     ledger: &Ledger,
     options: &SyncOptions,
