@@ -18,6 +18,8 @@ use crate::export::events::hex_bytes;
 use crate::ledger::Ledger;
 use crate::ledger::request::hex;
 
+/// Names the sender to the receiver's logs.
+const USER_AGENT: &str = concat!("folio/", env!("CARGO_PKG_VERSION"));
 /// Most bytes of a rejecting response's body quoted in the error.
 const RESPONSE_DETAIL_BYTES_MAX: usize = 512;
 /// The longest single sleep while following (so a stop request is seen soon).
@@ -226,6 +228,7 @@ fn attempt(agent: &ureq::Agent, url: &str, body: &[u8], key: &str) -> Attempt {
         .post(url)
         .header("Content-Type", "application/json")
         .header("Idempotency-Key", key)
+        .header("User-Agent", USER_AGENT)
         .send(body);
     let mut response = match sent {
         Ok(response) => response,
