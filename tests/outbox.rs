@@ -350,8 +350,9 @@ fn a_batch_keeps_to_its_byte_bound_but_always_carries_one_event() {
 fn replay_refuses_an_ack_entry_the_ledger_would_not_write() {
     use folio::ledger::entry::{self, ConsumerAcked, EntryBody};
     use folio::log::{Log, LogOptions};
-    // Entry 3 acking seq 3 (itself) or beyond; or acking 0, which moves no cursor (F-57).
-    for seq in [3, 9, 0] {
+    // Entry 3 acking seq 3 (itself) or beyond; acking 0, which moves no cursor; or a consumer
+    // name the grammar refuses (F-57).
+    for (consumer, seq) in [("central", 3), ("central", 9), ("central", 0), ("a b", 2)] {
         let fs = workload::new_disk(3);
         let ledger = workload::create(&fs).unwrap();
         sale(&ledger, "1");
@@ -364,7 +365,7 @@ fn replay_refuses_an_ack_entry_the_ledger_would_not_write() {
         let store = std::path::Path::new(workload::STORE);
         let log = Log::open(Arc::new(fs.clone()), store, options).unwrap();
         let acked = ConsumerAcked {
-            consumer: "central".into(),
+            consumer: consumer.into(),
             seq,
             inserted_at: 0,
         };

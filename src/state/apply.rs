@@ -14,7 +14,7 @@ use super::tables::{
     WriteTables, decode_row, encode_row,
 };
 use crate::ledger::entry::{Dec, EntryBody, OverdraftCode, TransactionEntry};
-use crate::ledger::model::Volumes;
+use crate::ledger::model::{Volumes, check_consumer_name};
 
 /// Applies the entry `seq` to the tables.
 pub fn apply(tables: &mut WriteTables<'_>, seq: u64, body: &EntryBody) -> Result<(), StateError> {
@@ -85,7 +85,8 @@ pub fn apply(tables: &mut WriteTables<'_>, seq: u64, body: &EntryBody) -> Result
             // Validation writes an ack only when it moves the cursor forward, to an entry
             // before its own; a log that says otherwise was not written by the ledger.
             let cursor = tables.cursor(&acked.consumer)?;
-            if acked.seq >= seq || acked.seq <= cursor {
+            let named = check_consumer_name(&acked.consumer).is_ok();
+            if !named || acked.seq >= seq || acked.seq <= cursor {
                 return Err(inconsistent(
                     seq,
                     format!(
