@@ -63,6 +63,8 @@ impl Error {
                     | LedgerError::MetadataKeyNotFound { .. }
                     | LedgerError::WorldPolicy
                     | LedgerError::EntryTooLarge { .. }
+                    | LedgerError::AckBeyondHead { .. }
+                    | LedgerError::AckBackwards { .. }
             )
         )
     }
@@ -86,6 +88,8 @@ fn ledger_code(error: &LedgerError) -> &'static str {
         LedgerError::NoSpace { .. } => "NO_SPACE",
         LedgerError::Storage { .. } => "STORAGE",
         LedgerError::EntryTooLarge { .. } => "ENTRY_TOO_LARGE",
+        LedgerError::AckBeyondHead { .. } => "SEQ_OUT_OF_RANGE",
+        LedgerError::AckBackwards { .. } => "ACK_BACKWARDS",
         LedgerError::Closed => "CLOSED",
         LedgerError::Poisoned => "POISONED",
         LedgerError::StoreInUse { .. } => "STORE_IN_USE",

@@ -21,9 +21,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use folio::ledger::entry::{
-    self, AccountMetadataDeleted, AccountMetadataSet, Dec, EntryBody, OverdraftCode, OverdraftSet,
-    PostingEntry, PostingSeq, StoreCreated, TransactionEntry, TransactionMetadataDeleted,
-    TransactionMetadataSet, VolumeChange,
+    self, AccountMetadataDeleted, AccountMetadataSet, ConsumerAcked, Dec, EntryBody, OverdraftCode,
+    OverdraftSet, PostingEntry, PostingSeq, StoreCreated, TransactionEntry,
+    TransactionMetadataDeleted, TransactionMetadataSet, VolumeChange,
 };
 use folio::log::format;
 use folio::log::sim::SimFs;
@@ -40,7 +40,7 @@ const STORE: &str = "/store";
 const SEGMENT_BYTES: u64 = 4096;
 
 /// The hash input's domain tag, spelled out from the specification (F-11), not the crate.
-const SPEC_DOMAIN_TAG: &[u8] = b"folio-entry-v1";
+const SPEC_DOMAIN_TAG: &[u8] = b"folio-entry-v2";
 
 /// A fixed store id whose bytes are easy to spot in a dump: `00 11 22 .. ff`.
 const STORE_ID: [u8; 16] = [
@@ -214,7 +214,7 @@ fn at(seconds: i64) -> i64 {
 }
 
 /// One entry of every kind (and every overdraft code), forming a history the ledger replays:
-/// entry 1 alone, then one batch of nine.
+/// entry 1 alone, then one batch of ten.
 fn every_kind() -> Vec<Vec<EntryBody>> {
     let policy = |seconds: i64, policy: OverdraftCode| {
         EntryBody::OverdraftSet(OverdraftSet {
@@ -255,6 +255,12 @@ fn every_kind() -> Vec<Vec<EntryBody>> {
         policy(7, OverdraftCode::Unbounded),
         policy(8, OverdraftCode::None),
         refund(),
+        // An outbox consumer acknowledging everything before it (format version 2).
+        EntryBody::ConsumerAcked(ConsumerAcked {
+            consumer: "central".into(),
+            seq: 10,
+            inserted_at: at(10),
+        }),
     ];
     vec![vec![store_created()], batch]
 }
@@ -480,7 +486,7 @@ impl<'a> Walker<'a> {
         let magic = self.take(8);
         assert_eq!(magic, b"FOLIOSEG", "F-02");
         self.label("magic = \"FOLIOSEG\"".into());
-        assert_eq!(self.u32("version"), 1, "F-03");
+        assert_eq!(self.u32("version"), 2, "F-03");
         assert_eq!(self.u32("header_bytes"), 64, "F-04");
         let first_seq = self.u64("first_seq");
         assert!(first_seq >= 1, "F-07");
@@ -603,6 +609,7 @@ impl<'a> Walker<'a> {
             "TransactionMetadataSet",
             "TransactionMetadataDeleted",
             "OverdraftSet",
+            "ConsumerAcked",
         ];
         let variant = u32::from_le_bytes(self.take(4).try_into().unwrap());
         let kind = kinds.get(variant as usize).expect("F-53: a known variant");
@@ -636,6 +643,11 @@ impl<'a> Walker<'a> {
                 self.string("ledger");
                 self.u64("id");
                 self.string("key");
+                self.i64("inserted_at");
+            }
+            7 => {
+                self.string("consumer");
+                self.u64("seq");
                 self.i64("inserted_at");
             }
             _ => {
@@ -902,7 +914,7 @@ fn the_header_fields_lie_at_the_documented_offsets() {
     let bytes = TWO_ENTRIES.bytes();
     let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
     assert_eq!(&bytes[0..8], b"FOLIOSEG");
-    assert_eq!(u32_at(8), 1, "version");
+    assert_eq!(u32_at(8), 2, "version");
     assert_eq!(u32_at(12), 64, "header_bytes");
     assert_eq!(
         u64::from_le_bytes(bytes[16..24].try_into().unwrap()),
@@ -937,7 +949,7 @@ fn every_crc_and_block_hash_recomputes_from_the_specification_alone() {
             assert_eq!(crc32fast::hash(&bytes[at + 8..at + 8 + length]), stored_crc);
             assert_eq!(length, 80 + record.body.len());
             let mut hasher = blake3::Hasher::new();
-            hasher.update(b"folio-entry-v1");
+            hasher.update(b"folio-entry-v2");
             hasher.update(&record.seq.to_le_bytes());
             hasher.update(&previous);
             hasher.update(&record.body);

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use folio::log::format::{HEADER_BYTES, segment_name};
+use folio::log::format::{FORMAT_VERSION, HEADER_BYTES, segment_name};
 use folio::log::sim::SimFs;
 use folio::log::vfs::Vfs;
 use folio::log::{LOG_DIR_NAME, Log, LogOptions};
@@ -198,13 +198,13 @@ fn seeds_generated() -> Vec<(&'static str, Vec<u8>)> {
             "wrong_version",
             with(
                 &|b| {
-                    b[8..12].copy_from_slice(&2u32.to_le_bytes());
+                    b[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
                     fix_header_crc(b);
                 },
                 &valid,
             ),
         ),
-        ("wrong_version_stale_crc", with(&|b| b[8] = 2, &valid)),
+        ("wrong_version_stale_crc", with(&|b| b[8] ^= 0x08, &valid)),
         (
             "header_first_seq_two",
             with(

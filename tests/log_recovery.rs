@@ -317,7 +317,7 @@ fn unknown_format_version_is_a_clear_error() {
     match open(&fs, options(4096)) {
         Err(LogError::UnsupportedVersion {
             found: 9,
-            expected: 1,
+            expected: 2,
             ..
         }) => {}
         other => panic!("expected an unsupported version, got {other:?}"),

@@ -8,6 +8,7 @@ mod demo;
 mod output;
 mod post;
 mod query;
+mod sync;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -119,6 +120,10 @@ enum Command {
     },
     /// Entries, segments, bytes, ledgers, accounts, watermark.
     Stats,
+    /// Outbox consumers: their cursors and lag (events not yet acknowledged).
+    Consumers,
+    /// Push a consumer's events to an HTTP receiver, acking each delivered batch.
+    Sync(sync::SyncArgs),
     /// Simulate a point-of-sale day on a demo store, verify it, and print the books.
     Demo {
         /// Transactions to simulate.
@@ -201,6 +206,8 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             format: ExportFormat::Events,
         } => audit::export(&store()?, since),
         Command::Stats => query::stats(&store()?, json),
+        Command::Consumers => sync::consumers(&store()?, json),
+        Command::Sync(args) => sync::sync(&store()?, args, json),
         Command::Demo { transactions } => {
             let dir = cli
                 .store

@@ -82,7 +82,7 @@ impl Serialize for Event {
 }
 
 /// Lowercase hex, as `folio init` prints the store id.
-fn hex_bytes(bytes: &[u8]) -> String {
+pub(crate) fn hex_bytes(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
@@ -218,7 +218,7 @@ pub enum TargetId {
 }
 
 /// The event of one entry, or `None` for the kinds that have none (`StoreCreated`,
-/// `OverdraftSet`). `reverted` must be the entry of the transaction a revert reverts (read it
+/// `OverdraftSet`, `ConsumerAcked`). `reverted` must be the entry of the transaction a revert reverts (read it
 /// with [`super::reverted_of`]) and `None` otherwise. Pure: the same inputs give the same
 /// event, so an entry exported twice is the same event twice.
 pub fn event_of(
@@ -229,7 +229,9 @@ pub fn event_of(
 ) -> Result<Option<Event>, ExportError> {
     let seq = entry.seq;
     let (inserted_at, payload) = match body {
-        EntryBody::StoreCreated(_) | EntryBody::OverdraftSet(_) => return Ok(None),
+        EntryBody::StoreCreated(_) | EntryBody::OverdraftSet(_) | EntryBody::ConsumerAcked(_) => {
+            return Ok(None);
+        }
         EntryBody::Transaction(tx) => match (tx.reverts, reverted) {
             (None, _) => (tx.inserted_at, committed(seq, tx)?),
             (Some(id), Some(original)) => (tx.inserted_at, revert(seq, tx, id, original)?),

@@ -150,8 +150,7 @@ impl<'a, W: Write> EventWriter<'a, W> {
     }
 
     fn write_entry(&mut self, entry: &Entry, body: &EntryBody) -> Result<(), ExportError> {
-        let reverted = reverted_of(self.log, body)?;
-        let Some(event) = event_of(entry, body, self.store_id, reverted.as_ref())? else {
+        let Some(event) = entry_event(self.log, self.store_id, entry, body)? else {
             return Ok(());
         };
         self.line.clear();
@@ -189,6 +188,19 @@ impl<W: Write> Replay for EventWriter<'_, W> {
             stand_in
         })
     }
+}
+
+/// The event of one entry of `log`, reading the transaction a revert reverts from the log:
+/// what [`EventWriter`] writes, and what the outbox (`Ledger::events_since`) hands out, so the
+/// two can never disagree. `None` for the kinds without an event.
+pub fn entry_event(
+    log: &Log,
+    store_id: [u8; 16],
+    entry: &Entry,
+    body: &EntryBody,
+) -> Result<Option<Event>, ExportError> {
+    let reverted = reverted_of(log, body)?;
+    event_of(entry, body, store_id, reverted.as_ref())
 }
 
 /// The entry of the transaction that `body` reverts, when it is a revert.

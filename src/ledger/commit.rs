@@ -30,6 +30,8 @@ use crate::state::{Watermark, WriteTables};
 pub(crate) enum Outcome {
     Receipt(Receipt),
     Committed(Committed),
+    /// Nothing was appended: the operation changed nothing (a repeated ack).
+    Unchanged,
 }
 
 type Slot = Arc<Mutex<Option<Result<Outcome, Error>>>>;
@@ -271,6 +273,7 @@ impl Inner {
                         view: &tables,
                         entries: &entries,
                         now,
+                        seq,
                     };
                     validate::validate(&ctx, &pending.op)
                 };
@@ -278,6 +281,10 @@ impl Inner {
                     Ok(Decision::Append(body)) => body,
                     Ok(Decision::Replay(id)) => {
                         staged.push(Staged::Replay(id));
+                        continue;
+                    }
+                    Ok(Decision::Unchanged) => {
+                        staged.push(Staged::Done(Ok(Outcome::Unchanged)));
                         continue;
                     }
                     Err(error) => {

@@ -125,6 +125,8 @@ pub enum EntryBody {
     TransactionMetadataSet(TransactionMetadataSet),
     TransactionMetadataDeleted(TransactionMetadataDeleted),
     OverdraftSet(OverdraftSet),
+    /// A consumer of the outbox acknowledged the entries up to a seq (format version 2).
+    ConsumerAcked(ConsumerAcked),
 }
 
 /// The store's identity, made at `init`.
@@ -224,6 +226,18 @@ pub struct OverdraftSet {
     pub account: String,
     pub asset: String,
     pub policy: OverdraftCode,
+    pub inserted_at: i64,
+}
+
+/// A consumer's cursor moved: it has everything up to and including `seq`
+/// (`docs/sync.md`, "Cursors"). Produces no event.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct ConsumerAcked {
+    /// The consumer's name (the grammar of a ledger name).
+    pub consumer: String,
+    /// The last seq the consumer acknowledged: below this entry's own seq, and at least the
+    /// consumer's cursor before it.
+    pub seq: u64,
     pub inserted_at: i64,
 }
 
@@ -370,6 +384,7 @@ impl EntryBody {
             EntryBody::TransactionMetadataSet(entry) => Some(&entry.ledger),
             EntryBody::TransactionMetadataDeleted(entry) => Some(&entry.ledger),
             EntryBody::OverdraftSet(entry) => Some(&entry.ledger),
+            EntryBody::ConsumerAcked(_) => None,
         }
     }
 }

@@ -80,6 +80,21 @@ pub enum LedgerError {
     /// An entry over the log's size bound.
     #[error("the entry would take {bytes} bytes, over the bound of {max}")]
     EntryTooLarge { bytes: usize, max: usize },
+    /// An outbox consumer acknowledged a seq past the log's head: it claims entries the
+    /// store does not hold (a store restored from an older backup, or a bug).
+    #[error("consumer {consumer} cannot acknowledge seq {seq}: the log ends at seq {head}")]
+    AckBeyondHead {
+        consumer: String,
+        seq: u64,
+        head: u64,
+    },
+    /// An outbox consumer acknowledged a seq below its cursor: cursors never move back.
+    #[error("consumer {consumer} cannot acknowledge seq {seq}: its cursor is already at {cursor}")]
+    AckBackwards {
+        consumer: String,
+        seq: u64,
+        cursor: u64,
+    },
     /// The handle was closed.
     #[error("the ledger handle is closed")]
     Closed,

@@ -373,7 +373,7 @@ fn read_store_id(log: &Log) -> Result<[u8; 16], Error> {
 fn expect_receipt(result: Result<commit::Outcome, Error>) -> Result<Receipt, Error> {
     match result? {
         commit::Outcome::Receipt(receipt) => Ok(receipt),
-        commit::Outcome::Committed(_) => Err(LedgerError::Storage {
+        commit::Outcome::Committed(_) | commit::Outcome::Unchanged => Err(LedgerError::Storage {
             detail: "expected a receipt".into(),
         }
         .into()),
@@ -383,7 +383,7 @@ fn expect_receipt(result: Result<commit::Outcome, Error>) -> Result<Receipt, Err
 fn expect_committed(result: Result<commit::Outcome, Error>) -> Result<Committed, Error> {
     match result? {
         commit::Outcome::Committed(committed) => Ok(committed),
-        commit::Outcome::Receipt(_) => Err(LedgerError::Storage {
+        commit::Outcome::Receipt(_) | commit::Outcome::Unchanged => Err(LedgerError::Storage {
             detail: "expected an entry".into(),
         }
         .into()),
@@ -493,5 +493,40 @@ impl Ledger {
             policy,
         };
         expect_committed(self.submit_one(op))
+    }
+
+    /// Moves an outbox consumer's cursor to `seq`: the consumer has every event up to and
+    /// including that entry (`docs/sync.md`). Appends a `ConsumerAcked` entry through group
+    /// commit, durable (fsynced) before it returns; `Ok(None)` when the cursor already was at
+    /// `seq` (nothing appended). A `seq` past the log's head is `AckBeyondHead`
+    /// (`SEQ_OUT_OF_RANGE`), one below the cursor `AckBackwards`, a bad name `InvalidInput`.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let ledger = folio::Ledger::create(dir.path().join("store"))?;
+    /// let head = ledger.log().head().seq;
+    /// assert!(ledger.ack("central", head)?.is_some());
+    /// assert!(ledger.ack("central", head)?.is_none(), "a repeated ack changes nothing");
+    /// assert_eq!(ledger.consumers()?[0].cursor, head);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn ack(&self, consumer: &str, seq: u64) -> Result<Option<Committed>, Error> {
+        let op = Op::Ack {
+            consumer: consumer.into(),
+            seq,
+        };
+        match self.submit_one(op)? {
+            commit::Outcome::Committed(committed) => Ok(Some(committed)),
+            commit::Outcome::Unchanged => Ok(None),
+            commit::Outcome::Receipt(_) => Err(LedgerError::Storage {
+                detail: "expected an entry".into(),
+            }
+            .into()),
+        }
+    }
+
+    /// The materialized state (for the outbox's cursor reads).
+    pub(crate) fn state(&self) -> &State {
+        &self.inner.state
     }
 }

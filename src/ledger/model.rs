@@ -14,6 +14,8 @@ use super::error::LedgerError;
 
 /// Longest ledger name, in bytes.
 pub const LEDGER_NAME_BYTES_MAX: usize = 63;
+/// Longest outbox consumer name, in bytes (`docs/sync.md`, "Consumers").
+pub const CONSUMER_NAME_BYTES_MAX: usize = 63;
 /// Longest account address, in bytes.
 pub const ACCOUNT_BYTES_MAX: usize = 256;
 /// Longest asset code (before the optional `/scale`).
@@ -68,6 +70,22 @@ pub fn check_ledger_name(name: &str) -> Result<(), LedgerError> {
     if !name.bytes().all(is_name_byte) {
         return Err(invalid(
             "ledger",
+            name,
+            "may hold only letters, digits, '_' and '-'",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an outbox consumer's name: the grammar of a ledger name, 1 to 63 bytes of
+/// `[A-Za-z0-9_-]`, so that it prints and passes in a URL or a shell unquoted.
+pub fn check_consumer_name(name: &str) -> Result<(), LedgerError> {
+    if name.is_empty() || name.len() > CONSUMER_NAME_BYTES_MAX {
+        return Err(invalid("consumer", name, "must be 1 to 63 characters"));
+    }
+    if !name.bytes().all(is_name_byte) {
+        return Err(invalid(
+            "consumer",
             name,
             "may hold only letters, digits, '_' and '-'",
         ));

@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use rust_decimal::Decimal;
 
 use super::entry::{
-    AccountMetadataDeleted, AccountMetadataSet, CanonicalRequest, Dec, EntryBody, OverdraftSet,
-    PostingEntry, PostingSeq, TransactionEntry, TransactionMetadataDeleted, TransactionMetadataSet,
-    VolumeChange,
+    AccountMetadataDeleted, AccountMetadataSet, CanonicalRequest, ConsumerAcked, Dec, EntryBody,
+    OverdraftSet, PostingEntry, PostingSeq, TransactionEntry, TransactionMetadataDeleted,
+    TransactionMetadataSet, VolumeChange,
 };
 use super::error::LedgerError;
 use super::model::{self, Metadata, Overdraft, Volumes, WORLD};
@@ -50,6 +50,11 @@ pub(crate) enum Op {
         asset: String,
         policy: Overdraft,
     },
+    /// An outbox consumer acknowledges every entry up to `seq`.
+    Ack {
+        consumer: String,
+        seq: u64,
+    },
 }
 
 /// What validation decided.
@@ -59,6 +64,8 @@ pub(crate) enum Decision {
     Append(EntryBody),
     /// The request repeats the transaction with this id: return its receipt.
     Replay(u64),
+    /// The request changes nothing (an ack of the seq the cursor is at): append nothing.
+    Unchanged,
 }
 
 /// Transaction entries by id, including those of the group being committed (not yet in the
@@ -73,6 +80,8 @@ pub(crate) struct Context<'a> {
     pub entries: &'a dyn EntrySource,
     /// Microseconds since the epoch: `inserted_at`, and the default timestamp.
     pub now: i64,
+    /// The seq the entry would get: every entry before it (the group's included) is below.
+    pub seq: u64,
 }
 
 pub(crate) fn validate(ctx: &Context<'_>, op: &Op) -> Result<Decision, Error> {
@@ -168,7 +177,43 @@ pub(crate) fn validate(ctx: &Context<'_>, op: &Op) -> Result<Decision, Error> {
             asset,
             policy,
         } => validate_overdraft(ctx, ledger, account, asset, *policy),
+        Op::Ack { consumer, seq } => validate_ack(ctx, consumer, *seq),
     }
+}
+
+/// An ack moves a cursor forward to an entry that exists; acking the cursor's own seq again
+/// is a no-op, so that a consumer may repeat an ack whose outcome it did not learn.
+fn validate_ack(ctx: &Context<'_>, consumer: &str, seq: u64) -> Result<Decision, Error> {
+    model::check_consumer_name(consumer)?;
+    let head = ctx.seq.saturating_sub(1);
+    if seq > head {
+        let consumer = consumer.to_string();
+        return Err(LedgerError::AckBeyondHead {
+            consumer,
+            seq,
+            head,
+        }
+        .into());
+    }
+    let cursor = ctx.view.cursor(consumer)?;
+    if seq < cursor {
+        let consumer = consumer.to_string();
+        return Err(LedgerError::AckBackwards {
+            consumer,
+            seq,
+            cursor,
+        }
+        .into());
+    }
+    if seq == cursor {
+        return Ok(Decision::Unchanged);
+    }
+    let acked = ConsumerAcked {
+        consumer: consumer.to_string(),
+        seq,
+        inserted_at: ctx.now,
+    };
+    Ok(Decision::Append(EntryBody::ConsumerAcked(acked)))
 }
 
 fn check_target(ledger: &str, account: &str) -> Result<(), Error> {

@@ -11,13 +11,13 @@ pub type Hash = [u8; 32];
 pub const HASH_ZERO: Hash = [0u8; 32];
 
 /// Version of the on-disk format, written in every segment header (F-03).
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// First bytes of every segment file (F-02).
 pub const SEGMENT_MAGIC: [u8; 8] = *b"FOLIOSEG";
 
 /// Domain tag that starts the hash input of every entry; it carries the format version (F-11).
-pub const HASH_DOMAIN_TAG: &[u8; 14] = b"folio-entry-v1";
+pub const HASH_DOMAIN_TAG: &[u8; 14] = b"folio-entry-v2";
 
 /// Size of a segment header.
 pub const HEADER_BYTES: usize = 64;

@@ -14,7 +14,7 @@ use super::tables::{
     WriteTables, decode_row, encode_row,
 };
 use crate::ledger::entry::{Dec, EntryBody, OverdraftCode, TransactionEntry};
-use crate::ledger::model::Volumes;
+use crate::ledger::model::{Volumes, check_consumer_name};
 
 /// Applies the entry `seq` to the tables.
 pub fn apply(tables: &mut WriteTables<'_>, seq: u64, body: &EntryBody) -> Result<(), StateError> {
@@ -80,6 +80,24 @@ pub fn apply(tables: &mut WriteTables<'_>, seq: u64, body: &EntryBody) -> Result
                 let row = encode_row("policies", &set.policy)?;
                 tables.policies.insert(key, &row[..])?;
             }
+        }
+        EntryBody::ConsumerAcked(acked) => {
+            // Validation writes an ack only when it moves the cursor forward, to an entry
+            // before its own; a log that says otherwise was not written by the ledger.
+            let cursor = tables.cursor(&acked.consumer)?;
+            let named = check_consumer_name(&acked.consumer).is_ok();
+            if !named || acked.seq >= seq || acked.seq <= cursor {
+                return Err(inconsistent(
+                    seq,
+                    format!(
+                        "consumer {} acknowledges seq {} from cursor {cursor}",
+                        acked.consumer, acked.seq
+                    ),
+                ));
+            }
+            tables
+                .consumers
+                .insert(acked.consumer.as_str(), acked.seq)?;
         }
     }
     Ok(())

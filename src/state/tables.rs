@@ -29,6 +29,9 @@ pub const REFERENCES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::ne
 pub const TRANSACTIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("transactions");
 /// (ledger, account, transaction id): the account's history.
 pub const HISTORY: TableDefinition<(&str, &str, u64), ()> = TableDefinition::new("history");
+/// Outbox consumer name -> its cursor, the last seq it acknowledged (`ConsumerAcked` entries).
+/// A consumer that never acknowledged anything has no row (cursor 0).
+pub const CONSUMERS: TableDefinition<&str, u64> = TableDefinition::new("consumers");
 
 pub const META_WATERMARK: &str = "watermark";
 pub const META_STORE_ID: &str = "store_id";
@@ -96,6 +99,8 @@ pub trait StateView {
     fn transaction(&self, id: u64) -> Result<Option<TransactionRow>, StateError>;
     fn account_metadata(&self, ledger: &str, account: &str) -> Result<Metadata, StateError>;
     fn watermark(&self) -> Result<Watermark, StateError>;
+    /// A consumer's cursor; 0 for a consumer that never acknowledged anything.
+    fn cursor(&self, consumer: &str) -> Result<u64, StateError>;
 }
 
 type Key3<'a> = (&'a str, &'a str, &'a str);
@@ -187,6 +192,12 @@ macro_rules! impl_state_view {
             fn watermark(&self) -> Result<Watermark, StateError> {
                 get_watermark(&self.meta)
             }
+            fn cursor(&self, consumer: &str) -> Result<u64, StateError> {
+                Ok(self
+                    .consumers
+                    .get(consumer)?
+                    .map_or(0, |value| value.value()))
+            }
         }
     };
 }
@@ -202,6 +213,7 @@ pub struct WriteTables<'txn> {
     pub references: Table<'txn, Key2<'static>, &'static [u8]>,
     pub transactions: Table<'txn, u64, &'static [u8]>,
     pub history: Table<'txn, (&'static str, &'static str, u64), ()>,
+    pub consumers: Table<'txn, &'static str, u64>,
 }
 
 impl<'txn> WriteTables<'txn> {
@@ -217,6 +229,7 @@ impl<'txn> WriteTables<'txn> {
             references: txn.open_table(REFERENCES)?,
             transactions: txn.open_table(TRANSACTIONS)?,
             history: txn.open_table(HISTORY)?,
+            consumers: txn.open_table(CONSUMERS)?,
         })
     }
 }
@@ -234,6 +247,7 @@ pub struct ReadTables {
     pub references: redb::ReadOnlyTable<Key2<'static>, &'static [u8]>,
     pub transactions: redb::ReadOnlyTable<u64, &'static [u8]>,
     pub history: redb::ReadOnlyTable<(&'static str, &'static str, u64), ()>,
+    pub consumers: redb::ReadOnlyTable<&'static str, u64>,
 }
 
 impl ReadTables {
@@ -249,6 +263,7 @@ impl ReadTables {
             references: txn.open_table(REFERENCES)?,
             transactions: txn.open_table(TRANSACTIONS)?,
             history: txn.open_table(HISTORY)?,
+            consumers: txn.open_table(CONSUMERS)?,
         })
     }
 }

@@ -47,6 +47,7 @@ pub fn diff_states(
         diff_table("references", &expected.references, &actual.references)?,
         diff_table("transactions", &expected.transactions, &actual.transactions)?,
         diff_table("history", &expected.history, &actual.history)?,
+        diff_table("consumers", &expected.consumers, &actual.consumers)?,
     ];
     Ok(differences.into_iter().flatten().next())
 }

@@ -1,0 +1,169 @@
+//! Commands of the outbox (`docs/sync.md`): `consumers` lists cursors and lag; `sync` pushes a
+//! consumer's events to an HTTP receiver. Both open the store as a writer (sync appends its
+//! acks), so the store is locked to them while they run.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::output::{CliError, print_json, print_table};
+use super::query::open;
+use crate::Ledger;
+use crate::outbox::http::{self, SyncOptions, SyncProgress};
+use crate::outbox::{BatchLimits, OutboxError};
+
+impl From<OutboxError> for CliError {
+    fn from(error: OutboxError) -> Self {
+        CliError {
+            exit: if error.is_rejection() { 1 } else { 2 },
+            code: error.code().to_string(),
+            message: error.to_string(),
+        }
+    }
+}
+
+/// The flags of `folio sync`, as parsed.
+#[derive(Debug, clap::Args)]
+pub(super) struct SyncArgs {
+    /// The consumer whose cursor is read and advanced.
+    #[arg(long)]
+    consumer: String,
+    /// The receiver: an http:// or https:// URL that takes a POST of a JSON batch.
+    #[arg(long)]
+    url: String,
+    /// Most events per request.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// Send what is pending and exit, instead of following new entries.
+    #[arg(long)]
+    once: bool,
+    /// The first retry's wait in milliseconds (doubling, with jitter, up to --retry-cap-ms).
+    #[arg(long, env = "FOLIO_SYNC_RETRY_BASE_MS", default_value_t = 500)]
+    retry_base_ms: u64,
+    /// The longest wait between retries, in milliseconds.
+    #[arg(long, env = "FOLIO_SYNC_RETRY_CAP_MS", default_value_t = 60_000)]
+    retry_cap_ms: u64,
+    /// Attempts per batch before giving up with SYNC_UNAVAILABLE (default: retry for ever).
+    #[arg(long)]
+    attempts_max: Option<u32>,
+    /// One request's time limit, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    timeout_ms: u64,
+    /// How often to look for new entries while following, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    poll_ms: u64,
+}
+
+pub(super) fn consumers(store: &Path, json: bool) -> Result<u8, CliError> {
+    let ledger = open(store)?;
+    let consumers = ledger.consumers()?;
+    let head = ledger.head().seq;
+    ledger.close()?;
+    if json {
+        print_json(&json!({ "head": head, "consumers": consumers }))?;
+    } else {
+        let rows: Vec<Vec<String>> = consumers
+            .iter()
+            .map(|c| vec![c.name.clone(), c.cursor.to_string(), c.lag.to_string()])
+            .collect();
+        print_table(&["CONSUMER", "CURSOR", "LAG"], &rows);
+    }
+    Ok(0)
+}
+
+/// Follows the store: each poll opens it, sends what is pending, and closes it again, so that
+/// other processes (`folio post`) can write between polls. A store in use is tried again at
+/// the next poll. Runs until the process is stopped (SIGINT) or an error.
+fn follow(
+    store: &Path,
+    options: &SyncOptions,
+    progress: &mut dyn FnMut(&SyncProgress),
+) -> Result<u8, CliError> {
+    let once = SyncOptions {
+        once: true,
+        ..options.clone()
+    };
+    loop {
+        match Ledger::open(store) {
+            Ok(ledger) => {
+                let outcome = http::sync(&ledger, &once, progress);
+                let closed = ledger.close();
+                drop(ledger);
+                outcome?;
+                closed?;
+            }
+            Err(error) if error.code() == "STORE_IN_USE" => {}
+            Err(error) => return Err(error.into()),
+        }
+        std::thread::sleep(options.poll_interval);
+    }
+}
+
+fn print_progress(event: &SyncProgress, json: bool) {
+    match event {
+        SyncProgress::Delivered {
+            seq_first,
+            seq_last,
+            events,
+            cursor,
+        } => {
+            if json {
+                let delivered = json!({ "seq_first": seq_first, "seq_last": seq_last,
+                    "events": events, "cursor": cursor });
+                println!("{}", json!({ "delivered": delivered }));
+            } else {
+                eprintln!(
+                    "folio sync: delivered {events} events of entries \
+                     {seq_first}..={seq_last}; cursor {cursor}"
+                );
+            }
+        }
+        SyncProgress::Retrying {
+            attempt,
+            delay,
+            detail,
+        } => eprintln!(
+            "folio sync: attempt {attempt} failed ({detail}); retrying in {} ms",
+            delay.as_millis()
+        ),
+    }
+}
+
+pub(super) fn sync(store: &Path, args: SyncArgs, json: bool) -> Result<u8, CliError> {
+    let options = SyncOptions {
+        limits: BatchLimits {
+            events_max: args.batch,
+            ..BatchLimits::default()
+        },
+        once: args.once,
+        retry_base: Duration::from_millis(args.retry_base_ms),
+        retry_cap: Duration::from_millis(args.retry_cap_ms.max(args.retry_base_ms)),
+        attempts_max: args.attempts_max,
+        request_timeout: Duration::from_millis(args.timeout_ms),
+        poll_interval: Duration::from_millis(args.poll_ms),
+        ..SyncOptions::new(args.url, args.consumer)
+    };
+    // Refuse bad flags before taking the store's lock.
+    http::check_url(&options.url)?;
+    options.limits.check()?;
+    crate::ledger::model::check_consumer_name(&options.consumer).map_err(crate::Error::from)?;
+    let mut progress = |event: &SyncProgress| print_progress(event, json);
+    if !args.once {
+        return follow(store, &options, &mut progress);
+    }
+    let ledger = open(store)?;
+    let outcome = http::sync(&ledger, &options, &mut progress);
+    let closed = ledger.close();
+    let report = outcome?;
+    closed?;
+    if json {
+        print_json(&json!({ "consumer": options.consumer, "sync": report }))?;
+    } else {
+        println!(
+            "synced {} events in {} batches ({} retries); cursor of {} at {}",
+            report.events, report.batches, report.retries, options.consumer, report.cursor
+        );
+    }
+    Ok(0)
+}

@@ -1,0 +1,424 @@
+//! Pushing a consumer's events to an HTTP endpoint (`folio sync`, `docs/sync.md`): batches
+//! after the cursor, each POSTed as one JSON body with an `Idempotency-Key` made from the
+//! batch's seqs and hashes; a 2xx acks the batch (durably, before the next one is read), a
+//! network error, timeout, 408, 429 or 5xx is retried with capped exponential backoff and
+//! jitter, the same bytes and key each time; any other status stops sync with the cursor
+//! unchanged. Delivery is therefore at-least-once and in log order.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{BatchLimits, OutboxBatch, OutboxError};
+use crate::export::Event;
+use crate::export::events::hex_bytes;
+use crate::ledger::Ledger;
+use crate::ledger::request::hex;
+
+/// Names the sender to the receiver's logs.
+const USER_AGENT: &str = concat!("folio/", env!("CARGO_PKG_VERSION"));
+/// Most bytes of a rejecting response's body quoted in the error.
+const RESPONSE_DETAIL_BYTES_MAX: usize = 512;
+/// The longest single sleep while following (so a stop request is seen soon).
+const STOP_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How `folio sync` runs.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// The receiver: an `http://` or `https://` URL.
+    pub url: String,
+    /// The consumer whose cursor is read and advanced.
+    pub consumer: String,
+    pub limits: BatchLimits,
+    /// Send what is pending and return, rather than follow new entries.
+    pub once: bool,
+    /// The first retry waits about this long; each further one twice as long...
+    pub retry_base: Duration,
+    /// ...up to this.
+    pub retry_cap: Duration,
+    /// Attempts per batch before giving up (`Unavailable`); `None` retries for ever.
+    pub attempts_max: Option<u32>,
+    /// One request's whole time (connect, send, response).
+    pub request_timeout: Duration,
+    /// How often to look for new entries while following.
+    pub poll_interval: Duration,
+    /// Set to stop following between batches (the CLI leaves it unset: SIGINT ends it). A
+    /// batch being retried when it is set gives up at its next failure (`Unavailable`).
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+impl SyncOptions {
+    /// Defaults for everything but the receiver and the consumer.
+    pub fn new(url: impl Into<String>, consumer: impl Into<String>) -> SyncOptions {
+        SyncOptions {
+            url: url.into(),
+            consumer: consumer.into(),
+            limits: BatchLimits::default(),
+            once: false,
+            retry_base: Duration::from_millis(500),
+            retry_cap: Duration::from_secs(60),
+            attempts_max: None,
+            request_timeout: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(1),
+            stop: None,
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|stop| stop.load(Ordering::SeqCst))
+    }
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct SyncReport {
+    /// Batches delivered and acknowledged.
+    pub batches: u64,
+    /// Events in them.
+    pub events: u64,
+    /// Attempts that failed and were retried.
+    pub retries: u64,
+    /// The consumer's cursor at the end.
+    pub cursor: u64,
+}
+
+/// What happens during a sync, for a progress line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncProgress {
+    /// A batch was delivered and its last seq acknowledged.
+    Delivered {
+        seq_first: u64,
+        seq_last: u64,
+        events: usize,
+        cursor: u64,
+    },
+    /// An attempt failed; the same request goes again after `delay`.
+    Retrying {
+        attempt: u32,
+        delay: Duration,
+        detail: String,
+    },
+}
+
+/// The request body: `{"store_id", "consumer", "seq_after", "seq_last", "events": [...]}`.
+#[derive(Serialize)]
+struct RequestBody<'a> {
+    store_id: String,
+    consumer: &'a str,
+    seq_after: u64,
+    seq_last: u64,
+    events: &'a [Event],
+}
+
+/// The body of one batch's request, as sent on every attempt.
+pub fn request_body(
+    store_id: [u8; 16],
+    consumer: &str,
+    batch: &OutboxBatch,
+) -> Result<Vec<u8>, OutboxError> {
+    let body = RequestBody {
+        store_id: hex_bytes(&store_id),
+        consumer,
+        seq_after: batch.seq_after,
+        seq_last: batch.seq_last,
+        events: &batch.events,
+    };
+    serde_json::to_vec(&body).map_err(|error| OutboxError::Encode {
+        detail: error.to_string(),
+    })
+}
+
+/// `<store_id>-<first event seq>-<last event seq>-<first 16 hex digits of the last event's
+/// block_hash>`: the same events give the same key, whenever and however often they are sent;
+/// different events never do (the hash pins the history the seqs come from).
+pub fn idempotency_key(store_id: [u8; 16], batch: &OutboxBatch) -> Option<String> {
+    let (first, last) = (batch.events.first()?, batch.events.last()?);
+    let hash = hex(&last.block_hash);
+    Some(format!(
+        "{}-{}-{}-{}",
+        hex_bytes(&store_id),
+        first.seq,
+        last.seq,
+        &hash[..16]
+    ))
+}
+
+/// Checks that a URL is one sync can POST to.
+pub fn check_url(url: &str) -> Result<(), OutboxError> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    match rest {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(()),
+        _ => Err(OutboxError::Usage {
+            detail: format!("--url {url:?} must be an http:// or https:// URL with a host"),
+        }),
+    }
+}
+
+/// Capped exponential backoff with jitter: attempt `n` (from 1) waits a random time between
+/// half and all of `min(cap, base * 2^(n-1))`, so that many devices coming back online at
+/// once do not retry in step.
+#[derive(Debug)]
+pub struct Backoff {
+    base: Duration,
+    cap: Duration,
+    rng: u64,
+}
+
+impl Backoff {
+    pub fn new(base: Duration, cap: Duration) -> Backoff {
+        let mut seed = [0u8; 8];
+        // Without OS randomness the jitter is merely predictable; the time still varies it.
+        if getrandom::fill(&mut seed).is_err() {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_nanos() as u64);
+            seed = now.to_le_bytes();
+        }
+        Backoff {
+            base,
+            cap,
+            rng: u64::from_le_bytes(seed) | 1,
+        }
+    }
+
+    /// The wait before retry number `attempt` (1 after the first failure).
+    pub fn delay(&mut self, attempt: u32) -> Duration {
+        let doubling = 2u32.saturating_pow(attempt.saturating_sub(1).min(30));
+        let ceiling = self.base.saturating_mul(doubling).min(self.cap);
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let half = ceiling / 2;
+        let spread_ns = (ceiling - half).as_nanos().max(1) as u64;
+        half + Duration::from_nanos(self.rng % spread_ns)
+    }
+}
+
+/// What one attempt came to.
+enum Attempt {
+    Delivered,
+    /// Worth retrying: a network error, a timeout, 408, 429 or 5xx.
+    Failed(String),
+    /// Refused for good: any other status.
+    Rejected {
+        status: u16,
+        detail: String,
+    },
+}
+
+fn agent(options: &SyncOptions) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(options.request_timeout))
+        .http_status_as_error(false)
+        // A redirect is a misconfigured URL: report it rather than re-POST elsewhere.
+        .max_redirects(0)
+        .build()
+        .into()
+}
+
+fn attempt(agent: &ureq::Agent, url: &str, body: &[u8], key: &str) -> Attempt {
+    let sent = agent
+        .post(url)
+        .header("Content-Type", "application/json")
+        .header("Idempotency-Key", key)
+        .header("User-Agent", USER_AGENT)
+        .send(body);
+    let mut response = match sent {
+        Ok(response) => response,
+        Err(error) => return Attempt::Failed(error.to_string()),
+    };
+    let status = response.status().as_u16();
+    if (200..300).contains(&status) {
+        return Attempt::Delivered;
+    }
+    // Only the start of the body, on one line: it goes into a one-line error message.
+    let mut start = Vec::new();
+    let read = response
+        .body_mut()
+        .as_reader()
+        .take(RESPONSE_DETAIL_BYTES_MAX as u64)
+        .read_to_end(&mut start);
+    let text: String = String::from_utf8_lossy(&start)
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let detail = match (read, text.trim()) {
+        (Err(error), _) => format!("the response body did not read: {error}"),
+        (Ok(_), "") => "no response body".to_string(),
+        (Ok(_), text) => text.to_string(),
+    };
+    if status == 408 || status == 429 || status >= 500 {
+        Attempt::Failed(format!("HTTP {status}: {detail}"))
+    } else {
+        Attempt::Rejected { status, detail }
+    }
+}
+
+/// Sends one batch until it is delivered, rejected, or out of attempts.
+fn deliver(
+    ledger: &Ledger,
+    options: &SyncOptions,
+    agent: &ureq::Agent,
+    batch: &OutboxBatch,
+    report: &mut SyncReport,
+    progress: &mut dyn FnMut(&SyncProgress),
+) -> Result<(), OutboxError> {
+    let body = request_body(ledger.store_id(), &options.consumer, batch)?;
+    let key = idempotency_key(ledger.store_id(), batch).unwrap_or_default();
+    let seq_first = batch.first_event_seq().unwrap_or(batch.seq_after + 1);
+    let seq_last = batch.last_event_seq().unwrap_or(batch.seq_last);
+    let mut backoff = Backoff::new(options.retry_base, options.retry_cap);
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let detail = match attempt(agent, &options.url, &body, &key) {
+            Attempt::Delivered => return Ok(()),
+            Attempt::Rejected { status, detail } => {
+                return Err(OutboxError::Rejected {
+                    status,
+                    seq_first,
+                    seq_last,
+                    cursor: batch.seq_after,
+                    detail,
+                });
+            }
+            Attempt::Failed(detail) => detail,
+        };
+        if options.attempts_max.is_some_and(|max| attempts >= max) || options.stopped() {
+            return Err(OutboxError::Unavailable {
+                attempts,
+                seq_first,
+                seq_last,
+                cursor: batch.seq_after,
+                detail,
+            });
+        }
+        report.retries += 1;
+        let delay = backoff.delay(attempts);
+        progress(&SyncProgress::Retrying {
+            attempt: attempts,
+            delay,
+            detail,
+        });
+        std::thread::sleep(delay);
+    }
+}
+
+/// Pushes `options.consumer`'s events to `options.url` until it is caught up (`once`) or
+/// stopped. Each batch is acknowledged (a durable `ConsumerAcked` entry) only after a 2xx, and
+/// the next batch is read from the new cursor, so a crash at any point resends at most the
+/// batch in flight. Only batches holding events are sent and acknowledged: entries without
+/// an event (sync's own acks among them) are passed over with the next batch that has one.
+///
+/// An application that keeps its store open runs it on a clone of its handle:
+///
+/// ```no_run
+/// use std::sync::{Arc, atomic::AtomicBool};
+/// use folio::outbox::http::{SyncOptions, sync};
+/// let ledger = folio::Ledger::open("books")?;
+/// let stop = Arc::new(AtomicBool::new(false));
+/// let options = SyncOptions {
+///     stop: Some(stop.clone()),
+///     ..SyncOptions::new("https://ledger.example/folio/events", "central")
+/// };
+/// let follower = {
+///     let ledger = ledger.clone();
+///     std::thread::spawn(move || sync(&ledger, &options, &mut |_| {}))
+/// };
+/// // ... post as usual; the follower sends each new event once it is committed ...
+/// stop.store(true, std::sync::atomic::Ordering::SeqCst);
+/// let report = follower.join().expect("the follower thread")?;
+/// println!("{} events sent, cursor at {}", report.events, report.cursor);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn sync(
+    ledger: &Ledger,
+    options: &SyncOptions,
+    progress: &mut dyn FnMut(&SyncProgress),
+) -> Result<SyncReport, OutboxError> {
+    check_url(&options.url)?;
+    options.limits.check()?;
+    if options.retry_base.is_zero() && options.attempts_max.is_none() {
+        return Err(OutboxError::Usage {
+            detail: "a retry base of 0 with unlimited attempts would spin".to_string(),
+        });
+    }
+    let agent = agent(options);
+    let mut report = SyncReport {
+        cursor: ledger.cursor(&options.consumer)?,
+        ..SyncReport::default()
+    };
+    while !options.stopped() {
+        let batch = ledger.events_since(report.cursor, options.limits)?;
+        if batch.events.is_empty() {
+            if options.once {
+                break;
+            }
+            wait(options);
+            continue;
+        }
+        deliver(ledger, options, &agent, &batch, &mut report, progress)?;
+        ledger.ack(&options.consumer, batch.seq_last)?;
+        report.cursor = batch.seq_last;
+        report.batches += 1;
+        report.events += batch.events.len() as u64;
+        progress(&SyncProgress::Delivered {
+            seq_first: batch.first_event_seq().unwrap_or(batch.seq_after + 1),
+            seq_last: batch.seq_last,
+            events: batch.events.len(),
+            cursor: report.cursor,
+        });
+    }
+    Ok(report)
+}
+
+/// Sleeps one poll interval, in slices, returning early when stopped.
+fn wait(options: &SyncOptions) {
+    let mut left = options.poll_interval;
+    while !left.is_zero() && !options.stopped() {
+        let slice = left.min(STOP_CHECK_INTERVAL);
+        std::thread::sleep(slice);
+        left -= slice;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_jitter_in_the_upper_half() {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(1000));
+        for (attempt, ceiling_ms) in [
+            (1, 100),
+            (2, 200),
+            (3, 400),
+            (4, 800),
+            (5, 1000),
+            (40, 1000),
+        ] {
+            let delay = backoff.delay(attempt);
+            let ceiling = Duration::from_millis(ceiling_ms);
+            assert!(
+                delay >= ceiling / 2 && delay <= ceiling,
+                "{attempt}: {delay:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn urls_must_be_http_with_a_host() {
+        assert!(check_url("http://127.0.0.1:8080/events").is_ok());
+        assert!(check_url("https://ledger.example/in").is_ok());
+        for bad in ["ftp://x", "http://", "127.0.0.1:80", "http:///path"] {
+            assert!(check_url(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,626 @@
+//! `folio sync` over HTTP against a receiver on 127.0.0.1 that fails requests with 500s and
+//! drops connections (before and after taking a batch in): retried until it exits 0, the
+//! receiver, after dedup by (store_id, seq), holds every event exactly once, in log order,
+//! each equal to `export --format events`; every resend of a batch carries the same
+//! `Idempotency-Key` and bytes; the cursor ends at the head. A 4xx stops sync (exit 1,
+//! `SYNC_REJECTED`) with the cursor where it was. Following picks up entries written between
+//! polls, by other processes (the CLI) or by the same handle (the library).
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on any unexpected error"
+)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use folio::outbox::http::{SyncOptions, sync};
+use folio::{Ledger, Overdraft, PostRequest, Posting, RevertRequest};
+use serde_json::Value;
+
+/// One test at a time: a child process holds copies of the parent's open files from fork to
+/// exec, store locks included (see tests/export_events.rs).
+fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn folio() -> Command {
+    let mut command = Command::cargo_bin("folio").unwrap();
+    command.env_remove("FOLIO_STORE");
+    command
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let output = folio().args(args).output().unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    (output.status.code().unwrap(), stdout, stderr)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The receiver: a minimal HTTP/1.1 server, one connection at a time, `Connection: close`.
+
+/// What the receiver does with request number n (from 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reply {
+    /// Takes the batch in and answers 200.
+    Accept,
+    /// Answers 500 without taking the batch.
+    Fail,
+    /// Closes the connection before reading the request.
+    DropBefore,
+    /// Takes the batch in, then closes without answering: the sender must resend it.
+    DropAfter,
+    /// Answers this 4xx status.
+    Reject(u16),
+}
+
+#[derive(Debug, Clone)]
+struct Request {
+    idempotency_key: String,
+    content_type: String,
+    body: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Received {
+    /// Every request read in full, whatever the reply.
+    requests: Vec<Request>,
+    /// The bodies the receiver took in (Accept and DropAfter), in order.
+    taken: Vec<Value>,
+    count: usize,
+}
+
+struct Receiver {
+    addr: SocketAddr,
+    received: Arc<Mutex<Received>>,
+}
+
+impl Receiver {
+    fn start(plan: impl Fn(usize) -> Reply + Send + 'static) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Received::default()));
+        let shared = received.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let number = {
+                    let mut received = shared.lock().unwrap();
+                    received.count += 1;
+                    received.count - 1
+                };
+                serve(stream, plan(number), &shared);
+            }
+        });
+        Receiver { addr, received }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/events", self.addr)
+    }
+
+    fn received(&self) -> MutexGuard<'_, Received> {
+        self.received.lock().unwrap()
+    }
+}
+
+fn serve(stream: TcpStream, reply: Reply, received: &Mutex<Received>) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    if reply == Reply::DropBefore {
+        return;
+    }
+    let Some(request) = read_request(&stream) else {
+        return;
+    };
+    let status = match reply {
+        Reply::Accept | Reply::DropAfter => {
+            let body = serde_json::from_slice(&request.body).unwrap();
+            received.lock().unwrap().taken.push(body);
+            200
+        }
+        Reply::Fail => 500,
+        Reply::Reject(status) => status,
+        Reply::DropBefore => unreachable!(),
+    };
+    received.lock().unwrap().requests.push(request);
+    if reply == Reply::DropAfter {
+        return;
+    }
+    let text = if status == 200 { "" } else { "no thanks" };
+    let response = format!(
+        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        text.len()
+    );
+    let mut stream = stream;
+    let _ = stream.write_all(response.as_bytes());
+}
+
+fn read_request(stream: &TcpStream) -> Option<Request> {
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    assert!(line.starts_with("POST /events HTTP/1.1"), "{line:?}");
+    let mut headers = BTreeMap::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).ok()?;
+        let trimmed = line.trim_end();
+        if trimmed.is_empty() {
+            break;
+        }
+        let (name, value) = trimmed.split_once(':').unwrap();
+        headers.insert(name.to_ascii_lowercase(), value.trim().to_string());
+    }
+    let length: usize = headers["content-length"].parse().unwrap();
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some(Request {
+        idempotency_key: headers.get("idempotency-key").cloned().unwrap_or_default(),
+        content_type: headers.get("content-type").cloned().unwrap_or_default(),
+        body,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The books.
+
+fn sale(ledger: &Ledger, amount: &str) -> u64 {
+    let posting = Posting::new("world", "till:1", amount, "EUR/2").unwrap();
+    ledger
+        .post(PostRequest::new("main", vec![posting]))
+        .unwrap()
+        .id
+}
+
+/// A store of `sales` sales with a policy, metadata and a revert among them; returns its head.
+fn books(path: &Path, sales: u64) -> u64 {
+    let ledger = Ledger::create(path).unwrap();
+    for index in 0..sales {
+        sale(&ledger, &format!("{}.25", index + 1));
+        if index == 3 {
+            ledger
+                .set_overdraft("main", "till:1", "EUR/2", Overdraft::Unbounded)
+                .unwrap();
+        }
+        if index == 10 {
+            let metadata = [("k".to_string(), "v".to_string())].into_iter().collect();
+            ledger
+                .set_account_metadata("main", "till:1", metadata)
+                .unwrap();
+            ledger.revert(RevertRequest::new("main", 5)).unwrap();
+        }
+    }
+    let head = ledger.head().seq;
+    ledger.close().unwrap();
+    head
+}
+
+/// The export of the whole store, one JSON value per event.
+fn exported(path: &Path) -> Vec<Value> {
+    let (code, stdout, stderr) = run(&[
+        "export",
+        "--store",
+        path.to_str().unwrap(),
+        "--format",
+        "events",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+fn consumers(path: &Path) -> Value {
+    let (code, stdout, stderr) = run(&["consumers", "--store", path.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
+fn cursor_of(path: &Path, consumer: &str) -> u64 {
+    let listing = consumers(path);
+    listing["consumers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == consumer)
+        .map_or(0, |c| c["cursor"].as_u64().unwrap())
+}
+
+/// Checks what the receiver took in: after dropping the events whose (store_id, seq) it
+/// already had, every exported event exactly once, in order; a repeat is the same event.
+fn check_delivered(taken: &[Value], expected: &[Value]) {
+    let mut seen: BTreeMap<(String, u64), Value> = BTreeMap::new();
+    let mut deduped = Vec::new();
+    for body in taken {
+        let store_id = body["store_id"].as_str().unwrap();
+        for event in body["events"].as_array().unwrap() {
+            assert_eq!(event["store_id"], store_id);
+            let key = (store_id.to_string(), event["seq"].as_u64().unwrap());
+            match seen.get(&key) {
+                Some(earlier) => assert_eq!(earlier, event, "a repeat is the same event"),
+                None => {
+                    seen.insert(key, event.clone());
+                    deduped.push(event.clone());
+                }
+            }
+        }
+    }
+    assert_eq!(deduped.len(), expected.len(), "every event, once");
+    for (got, want) in deduped.iter().zip(expected) {
+        assert_eq!(got, want, "in log order, as export writes it");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// A fixed mix: about a third of the requests fail one way or another.
+fn flaky(number: usize) -> Reply {
+    match (number * 7 + 3) % 10 {
+        0 | 1 => Reply::Fail,
+        2 => Reply::DropBefore,
+        3 => Reply::DropAfter,
+        _ => Reply::Accept,
+    }
+}
+
+#[test]
+fn sync_once_through_failures_delivers_every_event_once_in_order() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let head = books(&path, 40);
+    let expected = exported(&path);
+    assert_eq!(
+        expected.len(),
+        42,
+        "40 sales, a metadata entry and a revert"
+    );
+    let receiver = Receiver::start(flaky);
+    let store = path.to_str().unwrap();
+    let url = receiver.url();
+    let args = [
+        "sync",
+        "--store",
+        store,
+        "--consumer",
+        "central",
+        "--url",
+        &url,
+        "--batch",
+        "5",
+        "--once",
+        "--retry-base-ms",
+        "1",
+        "--retry-cap-ms",
+        "20",
+        "--attempts-max",
+        "3",
+        "--timeout-ms",
+        "5000",
+        "--json",
+    ];
+    let mut runs = 0;
+    let cursor_reported = loop {
+        runs += 1;
+        assert!(runs <= 30, "sync never finished");
+        let (code, stdout, stderr) = run(&args);
+        if code == 0 {
+            let last: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+            break last["sync"]["cursor"].as_u64().unwrap();
+        }
+        // Out of attempts on a bad streak: not a rejection, run again.
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.contains("SYNC_UNAVAILABLE"), "{stderr}");
+    };
+
+    let received = receiver.received();
+    check_delivered(&received.taken, &expected);
+    assert!(
+        received.requests.len() > expected.len() / 5,
+        "failures made resends"
+    );
+    // A resend of a batch is the same request: same key, same bytes; different batches,
+    // different keys.
+    let mut by_key: BTreeMap<&str, &[u8]> = BTreeMap::new();
+    let mut by_first_seq: BTreeMap<u64, &str> = BTreeMap::new();
+    for request in &received.requests {
+        assert_eq!(request.content_type, "application/json");
+        let key = request.idempotency_key.as_str();
+        assert!(!key.is_empty());
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        let events = body["events"].as_array().unwrap();
+        let (first, last) = (&events[0], &events[events.len() - 1]);
+        let block_hash = last["block_hash"].as_str().unwrap();
+        assert_eq!(
+            key,
+            format!(
+                "{}-{}-{}-{}",
+                body["store_id"].as_str().unwrap(),
+                first["seq"],
+                last["seq"],
+                &block_hash[..16]
+            )
+        );
+        if let Some(earlier) = by_key.insert(key, &request.body) {
+            assert!(earlier == request.body.as_slice(), "same key, same bytes");
+        }
+        let first_seq = first["seq"].as_u64().unwrap();
+        if let Some(earlier) = by_first_seq.insert(first_seq, key) {
+            assert_eq!(
+                earlier, key,
+                "a resend of the batch at {first_seq} keeps its key"
+            );
+        }
+    }
+    assert!(
+        by_key.len() < received.requests.len(),
+        "some batches went twice"
+    );
+    drop(received);
+
+    // The cursor is at the head, less sync's own last ack: acks of the earlier runs lie among
+    // the entries it covered.
+    let listing = consumers(&path);
+    let central = &listing["consumers"][0];
+    assert_eq!(central["name"], "central");
+    let head_now = listing["head"].as_u64().unwrap();
+    assert!(head_now > head);
+    assert_eq!(
+        central["cursor"],
+        head_now - 1,
+        "only its last ack lies after the cursor"
+    );
+    assert_eq!(central["cursor"], cursor_reported);
+    assert_eq!(central["lag"], 0);
+
+    // Nothing pending: another sync sends nothing.
+    let before = receiver.received().requests.len();
+    let (code, _, stderr) = run(&args);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(receiver.received().requests.len(), before);
+    let (code, stdout, _) = run(&["verify", "--store", store, "--json"]);
+    assert_eq!(code, 0, "{stdout}");
+}
+
+#[test]
+fn a_4xx_stops_sync_and_leaves_the_cursor_where_it_was() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    books(&path, 8);
+    let expected = exported(&path);
+    // Two batches go through; the third is refused.
+    let receiver = Receiver::start(|number| {
+        if number < 2 {
+            Reply::Accept
+        } else {
+            Reply::Reject(422)
+        }
+    });
+    let url = receiver.url();
+    let store = path.to_str().unwrap();
+    let args = [
+        "sync",
+        "--store",
+        store,
+        "--consumer",
+        "central",
+        "--url",
+        &url,
+        "--batch",
+        "3",
+        "--once",
+        "--retry-base-ms",
+        "1",
+        "--json",
+    ];
+    let (code, stdout, stderr) = run(&args);
+    assert_eq!(code, 1, "{stderr}");
+    let third_first = expected[6]["seq"].as_u64().unwrap();
+    let third_last = expected[7]["seq"].as_u64().unwrap();
+    let range = format!("{third_first}..={third_last}");
+    assert!(stderr.contains("SYNC_REJECTED"), "{stderr}");
+    assert!(stderr.contains("HTTP 422"), "{stderr}");
+    assert!(stderr.contains(&range), "{stderr} names {range}");
+    assert!(
+        stderr.contains("no thanks"),
+        "{stderr}: the receiver's answer"
+    );
+    let error: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(error["error"]["code"], "SYNC_REJECTED");
+
+    let cursor = cursor_of(&path, "central");
+    assert_eq!(
+        cursor,
+        expected[5]["seq"].as_u64().unwrap(),
+        "two batches acked"
+    );
+    assert_eq!(receiver.received().taken.len(), 2);
+    // Again: refused again, nothing skipped.
+    let (code, _, _) = run(&args);
+    assert_eq!(code, 1);
+    assert_eq!(cursor_of(&path, "central"), cursor);
+    let listing = consumers(&path);
+    assert_eq!(listing["consumers"][0]["lag"], expected.len() as u64 - 6);
+
+    // The cursor is in the log: a replay of the state keeps it, and verify agrees.
+    let (code, _, stderr) = run(&["replay", "--store", store]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(consumers(&path), listing);
+    let (code, stdout, _) = run(&["verify", "--store", store, "--json"]);
+    assert_eq!(code, 0, "{stdout}");
+    let (code, table, _) = run(&["consumers", "--store", store]);
+    assert_eq!(code, 0);
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], ["CONSUMER", "CURSOR", "LAG"]);
+    assert_eq!(rows[1], ["central", cursor.to_string().as_str(), "2"]);
+}
+
+#[test]
+fn bad_flags_are_usage_errors_before_the_store_is_touched() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    books(&path, 1);
+    let store = path.to_str().unwrap();
+    let cases: [(&[&str], &str); 3] = [
+        (&["--url", "ftp://x", "--consumer", "c"], "USAGE"),
+        (
+            &["--url", "http://127.0.0.1:9", "--consumer", "a b"],
+            "INVALID_INPUT",
+        ),
+        (
+            &[
+                "--url",
+                "http://127.0.0.1:9",
+                "--consumer",
+                "c",
+                "--batch",
+                "0",
+            ],
+            "USAGE",
+        ),
+    ];
+    for (flags, code) in cases {
+        let mut args = vec!["sync", "--store", store, "--once"];
+        args.extend_from_slice(flags);
+        let (exit, _, stderr) = run(&args);
+        assert_ne!(exit, 0);
+        assert!(stderr.contains(code), "{flags:?}: {stderr}");
+    }
+    assert_eq!(consumers(&path)["consumers"], Value::Array(Vec::new()));
+}
+
+#[test]
+fn following_picks_up_entries_other_processes_write_between_polls() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    books(&path, 3);
+    let receiver = Receiver::start(|_| Reply::Accept);
+    let url = receiver.url();
+    let store = path.to_str().unwrap();
+    let binary = assert_cmd::cargo::cargo_bin("folio");
+    let mut child = std::process::Command::new(binary)
+        .args([
+            "sync",
+            "--store",
+            store,
+            "--consumer",
+            "central",
+            "--url",
+            &url,
+            "--poll-ms",
+            "20",
+        ])
+        .env_remove("FOLIO_STORE")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Write more while it follows: each write waits for a moment the store is free.
+    for amount in ["7", "8", "9"] {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match Ledger::open(&path) {
+                Ok(ledger) => {
+                    sale(&ledger, amount);
+                    ledger.close().unwrap();
+                    break;
+                }
+                Err(error) if error.code() == "STORE_IN_USE" => {
+                    assert!(Instant::now() < deadline, "the store never came free");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(error) => panic!("{error}"),
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let expected = loop {
+        let events: usize = receiver
+            .received()
+            .taken
+            .iter()
+            .map(|body| body["events"].as_array().unwrap().len())
+            .sum();
+        if events >= 6 {
+            break events;
+        }
+        assert!(Instant::now() < deadline, "only {events} events arrived");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(expected, 6);
+    let taken = receiver.received().taken.clone();
+    check_delivered(&taken, &exported(&path));
+}
+
+#[test]
+fn the_library_follows_its_own_writes_until_stopped() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::create(dir.path().join("store")).unwrap();
+    let receiver = Receiver::start(|number| {
+        if number % 3 == 1 {
+            Reply::Fail
+        } else {
+            Reply::Accept
+        }
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let options = SyncOptions {
+        retry_base: Duration::from_millis(1),
+        retry_cap: Duration::from_millis(5),
+        poll_interval: Duration::from_millis(5),
+        stop: Some(stop.clone()),
+        ..SyncOptions::new(receiver.url(), "central")
+    };
+    let follower = {
+        let ledger = ledger.clone();
+        std::thread::spawn(move || sync(&ledger, &options, &mut |_| {}))
+    };
+    let mut last_sale = 0;
+    for amount in 1..=20 {
+        last_sale = sale(&ledger, &amount.to_string());
+        if amount % 5 == 0 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ledger.cursor("central").unwrap() < last_sale {
+        assert!(Instant::now() < deadline, "the follower fell behind");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let report = follower.join().unwrap().unwrap();
+    assert_eq!(report.events, 20);
+    assert!(report.retries > 0);
+    assert_eq!(ledger.consumers().unwrap()[0].lag, 0);
+    let mut exported = Vec::new();
+    folio::export::export_log(ledger.log(), 0, &mut exported, &mut |_, _| {}).unwrap();
+    let expected: Vec<Value> = exported
+        .split(|byte| *byte == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| serde_json::from_slice(line).unwrap())
+        .collect();
+    check_delivered(&receiver.received().taken, &expected);
+    ledger.close().unwrap();
+}
