@@ -48,22 +48,17 @@ fn threads_posting_through_reopens_keep_totals_exact() {
                             .lock()
                             .unwrap()
                             .insert(format!("t{thread}-{n}"), receipt.id);
-                        // Now and then retry another thread's earlier reference: it must replay.
+                        // Now and then retry another thread's reference that was acknowledged
+                        // (one only counted out may still be in flight): it must replay.
                         if n % 16 == 5 {
                             let other = (thread + 1) % THREADS;
                             let seen = next[other as usize].load(Ordering::SeqCst);
-                            if seen > 0 {
-                                let retry = ledger.post(request(other, seen - 1));
-                                if let Ok(receipt) = retry {
-                                    let known = acknowledged
-                                        .lock()
-                                        .unwrap()
-                                        .get(&format!("t{other}-{}", seen - 1))
-                                        .copied();
-                                    if let Some(id) = known {
-                                        assert!(receipt.replayed && receipt.id == id);
-                                    }
-                                }
+                            let reference = format!("t{other}-{}", seen.saturating_sub(2));
+                            let known = acknowledged.lock().unwrap().get(&reference).copied();
+                            if let Some(id) = known {
+                                let retry = ledger.post(request(other, seen.saturating_sub(2)));
+                                let receipt = retry.unwrap();
+                                assert!(receipt.replayed && receipt.id == id);
                             }
                         }
                     }
