@@ -25,6 +25,7 @@ pub mod export;
 pub mod ledger;
 pub mod log;
 pub mod replay;
+pub mod report;
 pub mod state;
 pub mod verify;
 

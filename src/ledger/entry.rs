@@ -294,7 +294,10 @@ impl TransactionEntry {
         let mut running: BTreeMap<(&str, &str), (Decimal, Decimal)> = BTreeMap::new();
         for change in &self.volumes {
             let key = (change.account.as_str(), change.asset.as_str());
-            if running.insert(key, (change.pre_input.0, change.pre_output.0)).is_some() {
+            if running
+                .insert(key, (change.pre_input.0, change.pre_output.0))
+                .is_some()
+            {
                 return Err(VolumeMismatch::of(change));
             }
         }
@@ -310,7 +313,9 @@ impl TransactionEntry {
                     account: account.clone(),
                     asset: asset.to_string(),
                 };
-                let volumes = running.get_mut(&(account.as_str(), asset)).ok_or_else(mismatch)?;
+                let volumes = running
+                    .get_mut(&(account.as_str(), asset))
+                    .ok_or_else(mismatch)?;
                 let side = if is_source {
                     &mut volumes.1
                 } else {
