@@ -202,7 +202,10 @@ pub(super) fn demo(dir: &Path, transactions: u64, json: bool) -> Result<u8, CliE
         );
         println!("head digest: {}:{}", head.seq, hex(&head.block_hash));
         if let (Some(account), Some(path)) = (&files.account, &files.statement) {
-            println!("\nthe day's statement of {account} (CSV): {}", path.display());
+            println!(
+                "\nthe day's statement of {account} (CSV): {}",
+                path.display()
+            );
         }
         println!(
             "the journal of {LEDGER} (try: hledger -f {0} balance): {0}",

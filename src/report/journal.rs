@@ -158,7 +158,9 @@ impl<W: Write> JournalWriter<'_, W> {
         for asset in assets {
             let symbol = commodity_symbol(asset);
             // A declared scale fixes the display precision; without one hledger infers it.
+            // hledger wants a decimal mark in the sample amount, even at scale 0 (`1000.`).
             match model::parse_asset(asset).ok().and_then(|spec| spec.scale) {
+                Some(0) => text.push_str(&format!("commodity 1000. {symbol}\n")),
                 Some(scale) => text.push_str(&format!(
                     "commodity {} {symbol}\n",
                     fixed(Decimal::new(1000, 0), scale)
