@@ -5,6 +5,8 @@
 //! `folio balances` gives, on the demo's data (reverts included). hledger must be installed
 //! (`.ci/run` installs it): without it the journal tests fail, they never pass silently.
 
+#![allow(clippy::unwrap_used, reason = "a test fails on any error")]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -12,9 +12,10 @@ use crate::Error;
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    /// The store could not be opened or read.
+    /// The store could not be opened or read (boxed: a crate error is large, and every report
+    /// function returns this type).
     #[error(transparent)]
-    Store(#[from] Error),
+    Store(Box<Error>),
     /// A flag or argument the report cannot use (a bad time, `from` after `to`).
     #[error("{field} {value:?} {reason}")]
     InvalidInput {
@@ -42,6 +43,12 @@ pub enum ReportError {
     /// The spreadsheet writer refused the workbook.
     #[error("writing the xlsx workbook {}: {detail}", path.display())]
     Xlsx { path: PathBuf, detail: String },
+}
+
+impl From<Error> for ReportError {
+    fn from(error: Error) -> Self {
+        ReportError::Store(Box::new(error))
+    }
 }
 
 impl ReportError {

@@ -53,7 +53,7 @@ pub fn write_journal<W: Write>(
     let head = log.head();
     writer.header(&head, &changes.assets)?;
     let head_seq = walk(log, &mut writer)?;
-    writer.out.flush().map_err(|source| write_error(source))?;
+    writer.out.flush().map_err(write_error)?;
     Ok(JournalSummary {
         transactions: writer.transactions,
         head_seq,

@@ -69,7 +69,7 @@ impl<S: ReportSink> Replay for Driven<'_, S> {
     fn entry(&mut self, entry: &Entry, body: &EntryBody) -> Result<(), Error> {
         match self.sink.entry(entry, body) {
             Ok(()) => Ok(()),
-            Err(ReportError::Store(error)) => Err(error),
+            Err(ReportError::Store(error)) => Err(*error),
             Err(failure) => {
                 let stand_in = failure.stand_in();
                 self.failure = Some(failure);
@@ -89,7 +89,7 @@ fn walk(log: &Log, sink: &mut impl ReportSink) -> Result<u64, ReportError> {
     };
     match replay::drive(log, 1, head, &mut driven, &mut |_| {}) {
         Ok(_) => Ok(head),
-        Err(error) => Err(driven.failure.take().unwrap_or(ReportError::Store(error))),
+        Err(error) => Err(driven.failure.take().unwrap_or(ReportError::from(error))),
     }
 }
 
