@@ -392,7 +392,7 @@ fn write_xlsx(grid: &Grid, path: &Path) -> Result<(), ReportError> {
             match cell {
                 Cell::Empty => {}
                 Cell::Id(id) => {
-                    // Ids past 2^53 would round as numbers.
+                    // A u32 is exact as a spreadsheet number; a larger id goes as text.
                     match u32::try_from(*id) {
                         Ok(small) => sheet.write_number(row, col, small).map_err(error)?,
                         Err(_) => sheet
