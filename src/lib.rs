@@ -26,6 +26,7 @@ pub mod ledger;
 pub mod log;
 pub mod outbox;
 pub mod replay;
+pub mod report;
 pub mod state;
 pub mod verify;
 

@@ -1,8 +1,9 @@
 //! `folio demo`: a newcomer's first run. Simulates a point-of-sale day across four tills (cash
 //! and card sales, card fees, refunds as reverts, cash drops to the bank, an idempotent retry,
-//! a rejected overdraft), verifies the store, and prints the end-of-day books.
+//! a rejected overdraft), verifies the store, prints the end-of-day books, and writes the day's
+//! statement of a till and the ledger's journal into the demo directory (`docs/reports.md`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rust_decimal::Decimal;
@@ -10,7 +11,10 @@ use serde_json::json;
 
 use super::output::{CliError, print_json, progress_bar};
 use super::query::print_balances_table;
+use crate::ledger::model::Timestamp;
 use crate::ledger::request::hex;
+use crate::report::render::{Format, write_statement};
+use crate::report::{StatementRequest, statement, write_journal};
 use crate::{Ledger, PostRequest, Posting, RevertRequest};
 
 /// Marks a directory as a demo store that `folio demo` may replace.
@@ -120,6 +124,7 @@ pub(super) fn demo(dir: &Path, transactions: u64, json: bool) -> Result<u8, CliE
         "a store made by `folio demo`; it may replace it\n",
     )
     .map_err(|error| CliError::io(error.to_string()))?;
+    let day_start = Timestamp::now();
     let mut dice = Dice(2026);
     let mut tally = Tally::default();
     let bar = progress_bar(transactions, "a day at the tills");
@@ -161,6 +166,7 @@ pub(super) fn demo(dir: &Path, transactions: u64, json: bool) -> Result<u8, CliE
     finale(&ledger, &mut tally, &mut dice)?;
     let report = ledger.verify(&[])?;
     let balances = ledger.balances(LEDGER, "")?;
+    let files = write_reports(&ledger, dir, &balances, day_start)?;
     let head = ledger.head();
     ledger.close()?;
     let per_second = (tally.posted + tally.refunds) as f64 / seconds.max(1e-9);
@@ -171,6 +177,11 @@ pub(super) fn demo(dir: &Path, transactions: u64, json: bool) -> Result<u8, CliE
             "transactions_per_second": per_second.round(),
             "verify": report,
             "head": { "seq": head.seq, "block_hash": hex(&head.block_hash) },
+            "reports": {
+                "statement_account": files.account,
+                "statement": files.statement.as_ref().map(|path| path.display().to_string()),
+                "journal": files.journal.display().to_string(),
+            },
         }))?;
     } else {
         println!(
@@ -190,6 +201,16 @@ pub(super) fn demo(dir: &Path, transactions: u64, json: bool) -> Result<u8, CliE
             report.entries
         );
         println!("head digest: {}:{}", head.seq, hex(&head.block_hash));
+        if let (Some(account), Some(path)) = (&files.account, &files.statement) {
+            println!(
+                "\nthe day's statement of {account} (CSV): {}",
+                path.display()
+            );
+        }
+        println!(
+            "the journal of {LEDGER} (try: hledger -f {0} balance): {0}",
+            files.journal.display()
+        );
         println!(
             "\nTry: folio balances --store {} --ledger {LEDGER}",
             dir.display()
@@ -220,4 +241,50 @@ fn finale(ledger: &Ledger, tally: &mut Tally, dice: &mut Dice) -> Result<(), Cli
         Err(error) => return Err(error.into()),
     }
     Ok(())
+}
+
+/// Where the demo wrote its reports.
+struct ReportFiles {
+    /// The account of the statement: a till's cash drawer (none if no till was used).
+    account: Option<String>,
+    statement: Option<PathBuf>,
+    journal: PathBuf,
+}
+
+/// Writes the day's statement of the first till's cash drawer (CSV) and the ledger's journal
+/// into the demo directory. The day is the UTC day the demo started on, to the end of the UTC
+/// day it ends on (a demo run across midnight covers both days).
+fn write_reports(
+    ledger: &Ledger,
+    dir: &Path,
+    balances: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, Decimal>>,
+    day_start: Timestamp,
+) -> Result<ReportFiles, CliError> {
+    const DAY_US: i64 = 86_400_000_000;
+    let account = balances
+        .keys()
+        .find(|account| account.starts_with("till:"))
+        .cloned();
+    let mut statement_path = None;
+    if let Some(account) = &account {
+        let request = StatementRequest {
+            ledger: LEDGER.to_string(),
+            account: account.clone(),
+            from: Timestamp(day_start.0.div_euclid(DAY_US) * DAY_US),
+            to: Timestamp((Timestamp::now().0.div_euclid(DAY_US) + 1) * DAY_US),
+            asset: None,
+        };
+        let path = dir.join(format!("statement-{}.csv", account.replace(':', "-")));
+        write_statement(&statement(ledger, &request)?, Format::Csv, Some(&path))?;
+        statement_path = Some(path);
+    }
+    let journal = dir.join(format!("{LEDGER}.journal"));
+    let io = |error: std::io::Error| CliError::io(format!("{}: {error}", journal.display()));
+    let file = std::fs::File::create(&journal).map_err(io)?;
+    write_journal(ledger.log(), LEDGER, std::io::BufWriter::new(file))?;
+    Ok(ReportFiles {
+        account,
+        statement: statement_path,
+        journal,
+    })
 }

@@ -9,6 +9,7 @@ mod output;
 mod post;
 mod query;
 mod sync;
+mod report;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -117,7 +118,14 @@ enum Command {
         since: u64,
         #[arg(long, value_enum)]
         format: ExportFormat,
+        /// The ledger to export (journal only: events export every ledger).
+        #[arg(long)]
+        ledger: Option<String>,
     },
+    /// An account's statement over a period: opening, movements, closing.
+    Statement(report::StatementArgs),
+    /// Every account's balance per asset at a time, with totals per asset.
+    TrialBalance(report::TrialBalanceArgs),
     /// Entries, segments, bytes, ledgers, accounts, watermark.
     Stats,
     /// Outbox consumers: their cursors and lag (events not yet acknowledged).
@@ -136,6 +144,8 @@ enum Command {
 enum ExportFormat {
     /// Formance ledger events.
     Events,
+    /// An hledger / ledger-cli journal of one ledger (needs --ledger).
+    Journal,
 }
 
 #[derive(Debug, Subcommand)]
@@ -203,8 +213,17 @@ fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Replay { to_seq, out } => audit::replay(&store()?, to_seq, out, json),
         Command::Export {
             since,
-            format: ExportFormat::Events,
-        } => audit::export(&store()?, since),
+            format,
+            ledger,
+        } => match (format, ledger) {
+            (ExportFormat::Events, None) => audit::export(&store()?, since),
+            (ExportFormat::Events, Some(_)) => Err(CliError::usage(
+                "--ledger is for --format journal; events export every ledger",
+            )),
+            (ExportFormat::Journal, ledger) => report::journal(&store()?, ledger.as_deref(), since),
+        },
+        Command::Statement(args) => report::statement(&store()?, args, json),
+        Command::TrialBalance(args) => report::trial_balance(&store()?, args, json),
         Command::Stats => query::stats(&store()?, json),
         Command::Consumers => sync::consumers(&store()?, json),
         Command::Sync(args) => sync::sync(&store()?, args, json),
