@@ -392,3 +392,51 @@ fn a_reference_posted_by_two_threads_at_once_is_one_transaction_and_one_replay()
     );
     ledger.close().unwrap();
 }
+
+/// The state's write transaction holds many groups before it commits; every read must still
+/// see each write that returned before it (from any thread's handle), and a drop without
+/// `close` must lose nothing: the next open applies the uncommitted groups again from the log.
+#[test]
+fn reads_see_every_acknowledged_write_while_groups_share_a_state_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let options = || folio::LedgerOptions {
+        state_commit_groups: 1_000,
+        checkpoint_groups: 1_000,
+        checkpoint_interval: std::time::Duration::from_secs(3_600),
+        ..folio::LedgerOptions::default()
+    };
+    let vfs = || std::sync::Arc::new(folio::log::vfs::RealFs);
+    let writer = Ledger::create_with(vfs(), &store, options()).unwrap();
+    let reader = writer.clone();
+    let mut expected = Decimal::ZERO;
+    for n in 0..50i64 {
+        let posting = Posting::new("world", "till:1", &format!("{n}.25"), ASSET).unwrap();
+        let request = PostRequest::new(LEDGER, vec![posting]).with_reference(format!("r{n}"));
+        let receipt = writer.post(request).unwrap();
+        expected += Decimal::new(n * 100 + 25, 2);
+        let seen = std::thread::scope(|scope| {
+            scope
+                .spawn(|| reader.balance(LEDGER, "till:1").unwrap()[ASSET])
+                .join()
+                .unwrap()
+        });
+        assert_eq!(seen, expected, "after post {n}");
+        let found = reader.transaction(LEDGER, receipt.id).unwrap().unwrap();
+        assert_eq!(found.block_hash, receipt.block_hash);
+    }
+    // Some groups are only in the log now: post without reading, then drop without close.
+    for n in 50..60i64 {
+        let posting = Posting::new("world", "till:1", "1", ASSET).unwrap();
+        writer
+            .post(PostRequest::new(LEDGER, vec![posting]).with_reference(format!("r{n}")))
+            .unwrap();
+        expected += Decimal::ONE;
+    }
+    drop(reader);
+    drop(writer);
+    let reopened = Ledger::open_with(vfs(), &store, options()).unwrap();
+    assert!(reopened.open_report().entries_caught_up >= 10);
+    assert_eq!(reopened.balance(LEDGER, "till:1").unwrap()[ASSET], expected);
+    assert!(reopened.verify(&[]).unwrap().ok);
+}

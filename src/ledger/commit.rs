@@ -2,8 +2,9 @@
 //! everything queued and commits it as one group: validate each operation in queue order
 //! (each against the state the earlier ones left, inside one redb write transaction), append
 //! the accepted entries to the log with one write and one fsync (the commit point), then
-//! commit the state transaction with the new watermark. Each caller gets its own result; one
-//! rejected operation never fails the others.
+//! record the new watermark in the state transaction, which commits every few groups (see
+//! [`Committer`]). Each caller gets its own result; one rejected operation never fails the
+//! others.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -42,11 +43,20 @@ pub(crate) struct Pending {
     slot: Slot,
 }
 
-/// Checkpoint bookkeeping, guarded by the committer lock.
-#[derive(Debug)]
+/// The state's write transaction and checkpoint bookkeeping, guarded by the committer lock.
+///
+/// Groups share one redb write transaction until `LedgerOptions::state_commit_groups` of them
+/// are in it, a checkpoint is due, or a read needs the state (`Ledger::settle_state`): a redb
+/// commit costs more than a small group's own work (copying every page it touches, rewriting
+/// the table roots), and the log, fsynced per group, is the commit point anyway. What a crash
+/// takes from the open transaction is re-applied from the log on open, like any entry past the
+/// watermark.
 pub(crate) struct Committer {
     groups_since_checkpoint: u32,
     last_checkpoint: Instant,
+    /// The open write transaction, holding `groups_in_txn` committed groups.
+    txn: Option<redb::WriteTransaction>,
+    groups_in_txn: u32,
 }
 
 impl Committer {
@@ -54,7 +64,18 @@ impl Committer {
         Committer {
             groups_since_checkpoint: 0,
             last_checkpoint: now,
+            txn: None,
+            groups_in_txn: 0,
         }
+    }
+}
+
+impl std::fmt::Debug for Committer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Committer")
+            .field("groups_since_checkpoint", &self.groups_since_checkpoint)
+            .field("groups_in_txn", &self.groups_in_txn)
+            .finish_non_exhaustive()
     }
 }
 
@@ -206,7 +227,7 @@ impl Inner {
         }
         let checkpoint = committer.groups_since_checkpoint + 1 >= self.options.checkpoint_groups
             || committer.last_checkpoint.elapsed() >= self.options.checkpoint_interval;
-        match self.commit_group_inner(group, checkpoint) {
+        match self.commit_group_inner(committer, group, checkpoint) {
             Ok(true) if checkpoint => {
                 committer.groups_since_checkpoint = 0;
                 committer.last_checkpoint = Instant::now();
@@ -216,15 +237,80 @@ impl Inner {
         }
     }
 
+    /// Commits the open state transaction, if any (durably for a checkpoint). A failure
+    /// poisons the ledger: redb latches I/O failures, and the log holds what was lost.
+    pub(crate) fn commit_state_txn(
+        &self,
+        committer: &mut Committer,
+        durable: bool,
+    ) -> Result<(), crate::state::StateError> {
+        committer.groups_in_txn = 0;
+        self.state_pending.store(false, Ordering::SeqCst);
+        let Some(mut txn) = committer.txn.take() else {
+            return Ok(());
+        };
+        if durable {
+            txn.set_durability(redb::Durability::Immediate)
+                .map_err(|error| crate::state::StateError::from(redb::Error::from(error)))?;
+            txn.set_quick_repair(true);
+        }
+        txn.commit().map_err(|error| {
+            self.poisoned.store(true, Ordering::SeqCst);
+            crate::state::StateError::from(error)
+        })
+    }
+
+    /// Drops the state transaction (aborting whatever it holds) and applies the `groups`
+    /// committed groups it held again from the log, so that reads still see every write that
+    /// returned Ok.
+    fn drop_state_txn(&self, committer: &mut Committer, txn: redb::WriteTransaction, groups: u32) {
+        let _ = txn.abort();
+        committer.groups_in_txn = 0;
+        self.state_pending.store(false, Ordering::SeqCst);
+        if groups > 0 {
+            self.reapply_dropped_groups();
+        }
+    }
+
+    /// Applies the entries past the state's watermark from the log, as open does, or poisons
+    /// the ledger.
+    fn reapply_dropped_groups(&self) {
+        let reapplied = (|| -> Result<(), Error> {
+            let watermark = crate::state::StateView::watermark(&self.state.read_tables()?)?;
+            let mut applier = crate::state::catchup::Applier::new(&self.state);
+            replay::drive(
+                &self.log,
+                watermark.seq + 1,
+                self.log.head().seq,
+                &mut applier,
+                &mut |_| {},
+            )?;
+            Ok(())
+        })();
+        if reapplied.is_err() {
+            self.poisoned.store(true, Ordering::SeqCst);
+        }
+    }
+
     /// Returns Ok(whether a state transaction was committed), Err when the group failed (its
     /// slots are filled with the errors).
-    fn commit_group_inner(&self, group: Vec<Pending>, checkpoint: bool) -> Result<bool, ()> {
+    fn commit_group_inner(
+        &self,
+        committer: &mut Committer,
+        group: Vec<Pending>,
+        checkpoint: bool,
+    ) -> Result<bool, ()> {
         let fail_all = |group: &[Pending], error: &dyn Fn() -> Error| {
             for pending in group {
                 fill(&pending.slot, Err(error()));
             }
         };
-        let txn = match self.state.begin_write(checkpoint) {
+        let groups_before = committer.groups_in_txn;
+        let opened = match committer.txn.take() {
+            Some(txn) => Ok(txn),
+            None => self.state.begin_write(false),
+        };
+        let txn = match opened {
             Ok(txn) => txn,
             Err(error) => {
                 // redb latches an I/O failure: only a reopen brings the state back.
@@ -246,20 +332,12 @@ impl Inner {
         let head = self.log.head();
         let mut group = group;
         let mut unprocessed = Vec::new();
-        {
+        // A failure of the state leaves the transaction with a partial write: nothing of
+        // this group may stand (handled below, once the tables are closed).
+        let state_failure: Option<String> = 'apply: {
             let mut tables = match WriteTables::open(&txn) {
                 Ok(tables) => tables,
-                Err(error) => {
-                    self.poisoned.store(true, Ordering::SeqCst);
-                    let detail = error.to_string();
-                    fail_all(&group, &|| {
-                        LedgerError::Storage {
-                            detail: detail.clone(),
-                        }
-                        .into()
-                    });
-                    return Err(());
-                }
+                Err(error) => break 'apply Some(error.to_string()),
             };
             let mut bytes_total = 0usize;
             for (position, pending) in group.iter().enumerate() {
@@ -305,19 +383,7 @@ impl Inner {
                     break;
                 }
                 if let Err(error) = apply(&mut tables, seq, &body) {
-                    // The transaction holds a partial write: nothing of this group may stand.
-                    drop(tables);
-                    let _ = txn.abort();
-                    self.poisoned.store(true, Ordering::SeqCst);
-                    let detail = error.to_string();
-                    fail_all(&group, &|| {
-                        LedgerError::Storage {
-                            detail: detail.clone(),
-                        }
-                        .into()
-                    });
-                    self.requeue(unprocessed);
-                    return Err(());
+                    break 'apply Some(error.to_string());
                 }
                 bytes_total += record_bytes;
                 if let EntryBody::Transaction(tx) = &body {
@@ -329,30 +395,52 @@ impl Inner {
                 });
                 bodies.push(encoded);
             }
+            None
+        };
+        if let Some(detail) = state_failure {
+            self.drop_state_txn(committer, txn, groups_before);
+            self.poisoned.store(true, Ordering::SeqCst);
+            fail_all(&group, &|| {
+                LedgerError::Storage {
+                    detail: detail.clone(),
+                }
+                .into()
+            });
+            self.requeue(unprocessed);
+            return Err(());
         }
         self.requeue(unprocessed);
         if bodies.is_empty() {
-            let _ = txn.abort();
+            // Validation only reads: the transaction holds what it held before this group.
+            committer.txn = Some(txn);
             self.deliver(&group, staged, &[], &staged_tx);
             return Ok(false);
         }
         let appended = match self.log.append(&bodies) {
             Ok(appended) => appended,
             Err(error) => {
-                let _ = txn.abort();
+                // The group's writes cannot be taken out of the transaction alone.
+                self.drop_state_txn(committer, txn, groups_before);
                 self.fail_append(&group, staged, &error);
                 return Err(());
             }
         };
-        let committed = self.commit_state(txn, &appended);
+        let committed = self.finish_state(committer, txn, &appended, checkpoint);
         self.deliver(&group, staged, &appended, &staged_tx);
         Ok(committed)
     }
 
-    /// Records the watermark and commits the state. The log already holds the group,
-    /// so a failure here loses nothing, but the state is now behind: refuse writes until a
-    /// reopen catches it up.
-    fn commit_state(&self, txn: redb::WriteTransaction, appended: &[Appended]) -> bool {
+    /// Records the watermark, then commits the state transaction (durably for a checkpoint)
+    /// or leaves it open for the next groups. Returns whether it committed. The log already
+    /// holds the group, so a failure here loses nothing, but the state is now behind: refuse
+    /// writes until a reopen catches it up.
+    fn finish_state(
+        &self,
+        committer: &mut Committer,
+        txn: redb::WriteTransaction,
+        appended: &[Appended],
+        checkpoint: bool,
+    ) -> bool {
         let Some(last) = appended.last() else {
             return false;
         };
@@ -360,13 +448,20 @@ impl Inner {
             seq: last.seq,
             block_hash: last.block_hash,
         };
-        let result = write_watermark(&txn, watermark)
-            .and_then(|()| txn.commit().map_err(crate::state::StateError::from));
-        if result.is_err() {
+        if write_watermark(&txn, watermark).is_err() {
+            self.drop_state_txn(committer, txn, committer.groups_in_txn);
             self.poisoned.store(true, Ordering::SeqCst);
             return false;
         }
-        true
+        committer.txn = Some(txn);
+        committer.groups_in_txn += 1;
+        if checkpoint || committer.groups_in_txn >= self.options.state_commit_groups {
+            return self.commit_state_txn(committer, checkpoint).is_ok();
+        }
+        // Set before the callers learn their results, so that a read they make next sees
+        // the flag and settles the state first.
+        self.state_pending.store(true, Ordering::SeqCst);
+        false
     }
 
     fn requeue(&self, unprocessed: Vec<Pending>) {

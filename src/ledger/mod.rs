@@ -50,6 +50,9 @@ pub struct LedgerOptions {
     pub checkpoint_interval: Duration,
     /// Most operations committed in one group (one fsync).
     pub group_ops_max: usize,
+    /// Most groups applied in one state (redb) write transaction before it commits; a read
+    /// commits it sooner. 1 commits the state with every group.
+    pub state_commit_groups: u32,
     /// The clock for `inserted_at` and default timestamps.
     pub clock: Clock,
 }
@@ -61,6 +64,7 @@ impl Default for LedgerOptions {
             checkpoint_groups: 256,
             checkpoint_interval: Duration::from_secs(1),
             group_ops_max: 4096,
+            state_commit_groups: 64,
             clock: Arc::new(|| Timestamp::now().0),
         }
     }
@@ -73,6 +77,7 @@ impl std::fmt::Debug for LedgerOptions {
             .field("checkpoint_groups", &self.checkpoint_groups)
             .field("checkpoint_interval", &self.checkpoint_interval)
             .field("group_ops_max", &self.group_ops_max)
+            .field("state_commit_groups", &self.state_commit_groups)
             .finish_non_exhaustive()
     }
 }
@@ -121,6 +126,8 @@ struct Inner {
     /// Writes are refused once a write's outcome is unknown, until the store is reopened.
     poisoned: AtomicBool,
     closed: AtomicBool,
+    /// The committer holds an open state transaction with committed groups in it.
+    state_pending: AtomicBool,
     committer: Mutex<Committer>,
     queue: Mutex<commit::Queue>,
     /// Signalled when a leader finishes a group.
@@ -251,6 +258,7 @@ impl Ledger {
                 open_report,
                 poisoned: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
+                state_pending: AtomicBool::new(false),
                 _lock: lock,
             }),
         })
@@ -282,7 +290,7 @@ impl Ledger {
     /// locked until the last handle (and every clone) is dropped; after `close`, writes fail
     /// with `Closed`.
     pub fn close(&self) -> Result<(), Error> {
-        let _committer = self
+        let mut committer = self
             .inner
             .committer
             .lock()
@@ -291,6 +299,7 @@ impl Ledger {
             return Ok(());
         }
         if !self.inner.poisoned.load(Ordering::SeqCst) {
+            self.inner.commit_state_txn(&mut committer, true)?;
             self.inner.state.checkpoint()?;
         }
         self.inner.log.close()?;
@@ -525,8 +534,27 @@ impl Ledger {
         }
     }
 
-    /// The materialized state (for the outbox's cursor reads).
-    pub(crate) fn state(&self) -> &State {
-        &self.inner.state
+    /// The materialized state, settled (for the outbox's cursor reads).
+    pub(crate) fn state(&self) -> Result<&State, Error> {
+        self.settle_state()?;
+        Ok(&self.inner.state)
+    }
+
+    /// Commits the state transaction the committer holds open, if it holds committed groups,
+    /// so that a read sees every write that returned before it. Waits for a group in progress.
+    pub(crate) fn settle_state(&self) -> Result<(), Error> {
+        if !self.inner.state_pending.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let mut committer = self
+            .inner
+            .committer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if self.inner.poisoned.load(Ordering::SeqCst) {
+            // The open transaction may hold a partial group: reads see the last commit.
+            return Ok(());
+        }
+        Ok(self.inner.commit_state_txn(&mut committer, false)?)
     }
 }

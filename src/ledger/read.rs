@@ -148,12 +148,14 @@ fn volumes_rows(
 
 impl Ledger {
     fn tables(&self) -> Result<ReadTables, Error> {
+        self.settle_state()?;
         Ok(self.inner.state.read_tables()?)
     }
 
     /// The volumes table alone: balance reads open only it (opening all nine tables cost
     /// more than the lookup itself).
     fn volumes_table(&self) -> Result<VolumesTable, Error> {
+        self.settle_state()?;
         let txn = self.inner.state.begin_read()?;
         Ok(txn
             .open_table(crate::state::tables::VOLUMES)

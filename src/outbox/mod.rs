@@ -180,13 +180,13 @@ impl Ledger {
     /// A consumer's cursor: the last seq it acknowledged, 0 if it never did.
     pub fn cursor(&self, consumer: &str) -> Result<u64, Error> {
         model::check_consumer_name(consumer)?;
-        Ok(self.state().read_tables()?.cursor(consumer)?)
+        Ok(self.state()?.read_tables()?.cursor(consumer)?)
     }
 
     /// Every consumer that has acknowledged something, by name, with its cursor and lag
     /// (events after the cursor). Counting the lag reads the log from the lowest cursor on.
     pub fn consumers(&self) -> Result<Vec<ConsumerView>, Error> {
-        let tables = self.state().read_tables()?;
+        let tables = self.state()?.read_tables()?;
         let mut consumers = Vec::new();
         for row in tables.consumers.iter().map_err(StateError::from)? {
             let (name, cursor) = row.map_err(StateError::from)?;
