@@ -10,6 +10,12 @@
 //! minute; a full run about half an hour on a 2-core VM. Cargo builds the `folio` binary that the
 //! `post_cli` workload runs. Stores live under `target/tmp` (real disk: tmpfs would fake fsync).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark stops on any error"
+)]
+
 use std::collections::BTreeMap;
 use std::error::Error as StdError;
 use std::io::{BufRead, BufReader, BufWriter, Write};

@@ -4,6 +4,12 @@
 //!
 //! Run with `cargo run --example pos_day [STORE_DIR]` (default: a temporary directory).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an example stops on any error"
+)]
+
 use std::path::PathBuf;
 
 use folio::ledger::request::hex;

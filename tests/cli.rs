@@ -3,6 +3,12 @@
 //! catching a flipped log byte, a truncated log (with --expect-head) and an altered state, with
 //! replay restoring a deleted or altered state.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails on any error"
+)]
+
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;

@@ -4,6 +4,12 @@
 //! model. At every step results, receipts, errors and balances agree; after every reopen the
 //! state equals a replay of the log; per ledger and asset, balances sum to zero.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails on any error"
+)]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;

@@ -3,6 +3,12 @@
 //! process-crash image) the log holds exactly a prefix of what was appended, and that prefix
 //! contains every entry whose append returned Ok. A second open changes nothing.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails on any error"
+)]
+
 use std::path::Path;
 use std::sync::Arc;
 

@@ -2,6 +2,12 @@
 //! with acknowledged data refuses to open with an error naming segment, offset and seq
 //! (`docs/format.md` section 6). Recovery is idempotent, and a failed sync poisons the writer.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails on any error"
+)]
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -3,6 +3,12 @@
 //! time. Totals match the acknowledged posts, no reference is posted twice, every thread
 //! finishes (no deadlock), and verify passes after every round.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails on any error"
+)]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

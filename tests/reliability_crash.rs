@@ -7,6 +7,12 @@
 //! passes, and a second open changes nothing. The compound suite crashes again during that
 //! recovery. `FOLIO_CRASH_FULL=1` runs the long workload (see docs/reliability.md).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails on any error"
+)]
+
 mod support {
     pub mod workload;
 }

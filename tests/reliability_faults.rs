@@ -6,6 +6,12 @@
 //! the store stays usable), flipped bits on read, a crash during replay, and a log shorter
 //! than the state's watermark.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails on any error"
+)]
+
 mod support {
     pub mod workload;
 }

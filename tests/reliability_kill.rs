@@ -4,6 +4,12 @@
 //! unacknowledged group (4,096 lines) per kill was added beyond them, and verify passes.
 //! 20 kills by default; `FOLIO_KILLS=1000` for the long run.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails on any error"
+)]
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};

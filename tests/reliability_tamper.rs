@@ -5,6 +5,12 @@
 //! `state.redb` are edited (caught as a state/replay mismatch). The detection rate must be 100%.
 //! `FOLIO_TAMPER_FLIPS=N` changes the number of flips.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails on any error"
+)]
+
 mod support {
     pub mod workload;
 }
