@@ -8,8 +8,8 @@ mod demo;
 mod output;
 mod post;
 mod query;
-mod sync;
 mod report;
+mod sync;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
