@@ -3,9 +3,10 @@
 //! mid-stream again and again and restarted, sync ends with the stream holding every event
 //! exactly once, in log order, each message equal to the event `export --format events`
 //! writes, with `Nats-Msg-Id: <store_id>-<seq>`, and the cursor at the head: JetStream's
-//! duplicate window drops what a killed run had published but not yet acked. A subject no
-//! stream takes stops sync (exit 1, `NATS_REJECTED`) with the cursor unchanged; an unreachable
-//! server is retried, then `SYNC_UNAVAILABLE`.
+//! duplicate window drops what a killed run had published but not yet acked. A server shut
+//! down mid-stream and restarted is retried through until the same holds. A subject no stream
+//! takes stops sync (exit 1, `NATS_REJECTED`) with the cursor unchanged; an unreachable server
+//! is retried, then `SYNC_UNAVAILABLE`.
 
 #![allow(
     clippy::unwrap_used,
@@ -13,7 +14,7 @@
     reason = "a test fails loudly on any unexpected error"
 )]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Stdio};
@@ -57,19 +58,24 @@ fn run(args: &[&str]) -> (i32, String, String) {
 struct Server {
     child: Child,
     port: u16,
-    _store: tempfile::TempDir,
+    /// The JetStream storage directory (`-sd`); taken by `stop`.
+    store: Option<tempfile::TempDir>,
 }
 
 impl Server {
     fn start() -> Server {
-        let store = tempfile::tempdir().unwrap();
         // A port the OS just handed out and took back: free, barring a race with another
-        // process, which the wait below would report.
+        // process, which the wait in `start_at` would report.
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
+        Server::start_at(port, tempfile::tempdir().unwrap())
+    }
+
+    /// Starts a server on `port` storing in `store` (again, after `stop`).
+    fn start_at(port: u16, store: tempfile::TempDir) -> Server {
         let spawned = std::process::Command::new("nats-server")
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
             .arg(store.path())
@@ -86,7 +92,7 @@ impl Server {
         let server = Server {
             child,
             port,
-            _store: store,
+            store: Some(store),
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -97,6 +103,15 @@ impl Server {
             std::thread::sleep(Duration::from_millis(50));
         }
         server
+    }
+
+    /// Shuts the server down (SIGTERM: it flushes its streams) and returns its storage.
+    fn stop(mut self) -> (u16, tempfile::TempDir) {
+        let pid = i32::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on our own child's pid, which it still is: it is not yet waited for.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        self.child.wait().unwrap();
+        (self.port, self.store.take().unwrap())
     }
 
     fn url(&self) -> String {
@@ -331,6 +346,76 @@ fn sync_killed_mid_stream_and_restarted_publishes_every_event_once_in_order() {
     let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(report["sync"]["events"], 0);
     assert_eq!(stream_messages(&url).len(), expected.len());
+}
+
+#[test]
+fn a_server_restarted_mid_stream_is_retried_until_every_event_is_in_once() {
+    let _serial = serial();
+    let server = Server::start();
+    let url = server.url();
+    create_stream(&url);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    books(&path, 300);
+    let expected = exported(&path);
+    let store = path.to_str().unwrap();
+    let args = [
+        "sync",
+        "--store",
+        store,
+        "--consumer",
+        "stream",
+        "--nats",
+        &url,
+        "--subject",
+        SUBJECT,
+        "--batch",
+        "2",
+        "--once",
+        "--json",
+        "--retry-base-ms",
+        "50",
+        "--retry-cap-ms",
+        "200",
+        "--timeout-ms",
+        "2000",
+    ];
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("folio"))
+        .args(args)
+        .env_remove("FOLIO_STORE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    for _ in 0..5 {
+        let line = stdout.next().unwrap().unwrap();
+        assert!(line.contains("\"delivered\""), "{line}");
+    }
+    // Down for a while, mid-stream; then back on the same port with the same storage.
+    let (port, storage) = server.stop();
+    std::thread::sleep(Duration::from_millis(500));
+    let _server = Server::start_at(port, storage);
+    let rest: Vec<String> = stdout.map(|line| line.unwrap()).collect();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("retrying in"), "it retried: {stderr}");
+    let report: Value = serde_json::from_str(rest.last().unwrap()).unwrap();
+    assert!(report["sync"]["retries"].as_u64().unwrap() >= 1);
+
+    let messages = stream_messages(&url);
+    assert_eq!(messages.len(), expected.len(), "every event, once");
+    for ((_, event), want) in messages.iter().zip(&expected) {
+        assert_eq!(event, want, "in log order");
+    }
+    assert_eq!(consumers(&path)["consumers"][0]["lag"], 0);
 }
 
 #[test]
