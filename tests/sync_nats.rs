@@ -392,8 +392,14 @@ fn a_server_restarted_mid_stream_is_retried_until_every_event_is_in_once() {
         let line = stdout.next().unwrap().unwrap();
         assert!(line.contains("\"delivered\""), "{line}");
     }
-    // Down for a while, mid-stream; then back on the same port with the same storage.
+    // Down for a while, mid-stream; then back on the same port with the same storage. Sync is
+    // paused (SIGSTOP) while the server shuts down, so that it cannot finish first.
+    let sync_pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) on our own child, not yet waited for.
+    assert_eq!(unsafe { libc::kill(sync_pid, libc::SIGSTOP) }, 0);
     let (port, storage) = server.stop();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(sync_pid, libc::SIGCONT) }, 0);
     std::thread::sleep(Duration::from_millis(500));
     let _server = Server::start_at(port, storage);
     let rest: Vec<String> = stdout.map(|line| line.unwrap()).collect();

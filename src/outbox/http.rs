@@ -42,7 +42,8 @@ pub struct SyncOptions {
     pub retry_cap: Duration,
     /// Attempts per batch before giving up (`Unavailable`); `None` retries for ever.
     pub attempts_max: Option<u32>,
-    /// One request's whole time (connect, send, response).
+    /// One request's whole time (connect, send, response); for NATS, connecting, and the wait
+    /// for each publish's acknowledgement.
     pub request_timeout: Duration,
     /// How often to look for new entries while following.
     pub poll_interval: Duration,

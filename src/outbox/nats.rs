@@ -8,7 +8,10 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, context::PublishAckFuture, context::PublishErrorKind};
+use async_nats::jetstream::context::{
+    GetStreamByNameErrorKind, PublishAckFuture, PublishErrorKind,
+};
+use async_nats::jetstream::{self};
 use async_nats::{ConnectOptions, HeaderMap};
 
 use super::http::{Attempt, Span, SyncOptions, SyncProgress, SyncReport, drive, retry};
@@ -83,6 +86,9 @@ pub struct Publisher {
     subject: String,
     /// Connecting, and each publish's acknowledgement.
     timeout: Duration,
+    /// Whether JetStream has acknowledged any publish of this publisher: after that, a subject
+    /// without a stream is a server restarting (or the stream being recreated), not a mistake.
+    acked_any: bool,
 }
 
 impl Publisher {
@@ -102,6 +108,7 @@ impl Publisher {
             url: options.url.clone(),
             subject: subject.to_string(),
             timeout: options.request_timeout,
+            acked_any: false,
         })
     }
 
@@ -115,18 +122,26 @@ impl Publisher {
                 Err(detail) => return Attempt::Failed(detail),
             },
         };
+        let before = *acked;
         let published = self.runtime.block_on(publish(
             &jetstream,
             &self.subject,
             &messages[*acked..],
             acked,
         ));
+        self.acked_any |= *acked > before;
         let Err((index, error)) = published else {
             self.jetstream = Some(jetstream);
             return Attempt::Delivered;
         };
         let seq = messages.get(index).map_or(span.seq_first, |m| m.seq);
-        match classify(&error) {
+        let verdict = match classify(&error) {
+            Verdict::Refused(detail) if error.kind() == PublishErrorKind::StreamNotFound => {
+                self.confirm_no_stream(&jetstream, detail)
+            }
+            verdict => verdict,
+        };
+        match verdict {
             Verdict::Transient => {
                 // Dropping the client closes its connection; the next attempt makes a new one
                 // rather than wait on one that may have stopped reconnecting.
@@ -142,6 +157,27 @@ impl Publisher {
                     detail,
                 })
             }
+        }
+    }
+}
+
+impl Publisher {
+    /// "No responders" to a publish means no stream takes the subject, or that JetStream is
+    /// not serving it for now (a server shutting down or starting, recovering its streams).
+    /// A refusal only when nothing was ever acknowledged here and JetStream's API, asked,
+    /// answers that no stream takes the subject; otherwise passing, so retried.
+    fn confirm_no_stream(&self, jetstream: &jetstream::Context, detail: String) -> Verdict {
+        if self.acked_any {
+            return Verdict::Transient;
+        }
+        let lookup = self
+            .runtime
+            .block_on(jetstream.stream_by_subject(self.subject.clone()));
+        match lookup {
+            Err(error) if matches!(error.kind(), GetStreamByNameErrorKind::NotFound) => {
+                Verdict::Refused(detail)
+            }
+            _ => Verdict::Transient,
         }
     }
 }
