@@ -8,10 +8,10 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use async_nats::jetstream;
 use async_nats::jetstream::context::{
     GetStreamByNameErrorKind, PublishAckFuture, PublishErrorKind,
 };
-use async_nats::jetstream::{self};
 use async_nats::{ConnectOptions, HeaderMap};
 
 use super::http::{Attempt, Span, SyncOptions, SyncProgress, SyncReport, drive, retry};
