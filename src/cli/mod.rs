@@ -130,7 +130,8 @@ enum Command {
     Stats,
     /// Outbox consumers: their cursors and lag (events not yet acknowledged).
     Consumers,
-    /// Push a consumer's events to an HTTP receiver, acking each delivered batch.
+    /// Push a consumer's events to an HTTP receiver or a NATS JetStream stream, acking each
+    /// delivered batch.
     Sync(sync::SyncArgs),
     /// Simulate a point-of-sale day on a demo store, verify it, and print the books.
     Demo {

@@ -1,6 +1,7 @@
 //! Commands of the outbox (`docs/sync.md`): `consumers` lists cursors and lag; `sync` pushes a
-//! consumer's events to an HTTP receiver. Both open the store as a writer (sync appends its
-//! acks), so the store is locked to them while they run.
+//! consumer's events to an HTTP receiver (`--url`) or a NATS JetStream stream (`--nats`). Both
+//! open the store as a writer (sync appends its acks), so the store is locked to them while
+//! they run.
 
 use std::path::Path;
 use std::time::Duration;
@@ -10,7 +11,8 @@ use serde_json::json;
 use super::output::{CliError, print_json, print_table};
 use super::query::open;
 use crate::Ledger;
-use crate::outbox::http::{self, SyncOptions, SyncProgress};
+use crate::outbox::http::{self, SyncOptions, SyncProgress, SyncReport};
+use crate::outbox::nats::{self, Publisher};
 use crate::outbox::{BatchLimits, OutboxError};
 
 impl From<OutboxError> for CliError {
@@ -30,9 +32,15 @@ pub(super) struct SyncArgs {
     #[arg(long)]
     consumer: String,
     /// The receiver: an http:// or https:// URL that takes a POST of a JSON batch.
-    #[arg(long)]
-    url: String,
-    /// Most events per request.
+    #[arg(long, required_unless_present = "nats", conflicts_with = "nats")]
+    url: Option<String>,
+    /// The receiver: a NATS server (nats://HOST:PORT) whose JetStream stores --subject.
+    #[arg(long, requires = "subject")]
+    nats: Option<String>,
+    /// The subject each event is published on (with --nats); a stream must take it.
+    #[arg(long, requires = "nats")]
+    subject: Option<String>,
+    /// Most events per request (HTTP) or per acknowledged batch (NATS).
     #[arg(long, default_value_t = 100)]
     batch: usize,
     /// Send what is pending and exit, instead of following new entries.
@@ -47,7 +55,7 @@ pub(super) struct SyncArgs {
     /// Attempts per batch before giving up with SYNC_UNAVAILABLE (default: retry for ever).
     #[arg(long)]
     attempts_max: Option<u32>,
-    /// One request's time limit, in milliseconds.
+    /// One request's time limit (NATS: connecting, and each publish's ack), in milliseconds.
     #[arg(long, default_value_t = 30_000)]
     timeout_ms: u64,
     /// How often to look for new entries while following, in milliseconds.
@@ -72,12 +80,17 @@ pub(super) fn consumers(store: &Path, json: bool) -> Result<u8, CliError> {
     Ok(0)
 }
 
+/// Sends what is pending through one transport, the store open.
+type Deliver<'a> = dyn FnMut(&Ledger, &SyncOptions, &mut dyn FnMut(&SyncProgress)) -> Result<SyncReport, OutboxError>
+    + 'a;
+
 /// Follows the store: each poll opens it, sends what is pending, and closes it again, so that
 /// other processes (`folio post`) can write between polls. A store in use is tried again at
 /// the next poll. Runs until the process is stopped (SIGINT) or an error.
 fn follow(
     store: &Path,
     options: &SyncOptions,
+    deliver: &mut Deliver<'_>,
     progress: &mut dyn FnMut(&SyncProgress),
 ) -> Result<u8, CliError> {
     let once = SyncOptions {
@@ -87,7 +100,7 @@ fn follow(
     loop {
         match Ledger::open(store) {
             Ok(ledger) => {
-                let outcome = http::sync(&ledger, &once, progress);
+                let outcome = deliver(&ledger, &once, progress);
                 let closed = ledger.close();
                 drop(ledger);
                 outcome?;
@@ -131,6 +144,11 @@ fn print_progress(event: &SyncProgress, json: bool) {
 }
 
 pub(super) fn sync(store: &Path, args: SyncArgs, json: bool) -> Result<u8, CliError> {
+    let url = args
+        .url
+        .clone()
+        .or_else(|| args.nats.clone())
+        .unwrap_or_default();
     let options = SyncOptions {
         limits: BatchLimits {
             events_max: args.batch,
@@ -142,18 +160,31 @@ pub(super) fn sync(store: &Path, args: SyncArgs, json: bool) -> Result<u8, CliEr
         attempts_max: args.attempts_max,
         request_timeout: Duration::from_millis(args.timeout_ms),
         poll_interval: Duration::from_millis(args.poll_ms),
-        ..SyncOptions::new(args.url, args.consumer)
+        ..SyncOptions::new(url, args.consumer)
     };
     // Refuse bad flags before taking the store's lock.
-    http::check_url(&options.url)?;
+    let mut publisher = match &args.subject {
+        Some(subject) => Some(Publisher::new(&options, subject)?),
+        None => {
+            http::check_url(&options.url)?;
+            None
+        }
+    };
     options.limits.check()?;
     crate::ledger::model::check_consumer_name(&options.consumer).map_err(crate::Error::from)?;
+    let mut deliver =
+        |ledger: &Ledger, options: &SyncOptions, progress: &mut dyn FnMut(&SyncProgress)| {
+            match publisher.as_mut() {
+                Some(publisher) => nats::sync(ledger, options, publisher, progress),
+                None => http::sync(ledger, options, progress),
+            }
+        };
     let mut progress = |event: &SyncProgress| print_progress(event, json);
     if !args.once {
-        return follow(store, &options, &mut progress);
+        return follow(store, &options, &mut deliver, &mut progress);
     }
     let ledger = open(store)?;
-    let outcome = http::sync(&ledger, &options, &mut progress);
+    let outcome = deliver(&ledger, &options, &mut progress);
     let closed = ledger.close();
     let report = outcome?;
     closed?;

@@ -1,5 +1,6 @@
 //! The outbox layer's error: the store's, an entry that cannot become an event, and what an
-//! HTTP receiver did (`docs/sync.md`, "Errors"), each with a stable code for the CLI.
+//! HTTP receiver or a NATS JetStream server did (`docs/sync.md`, "Errors"), each with a stable
+//! code for the CLI.
 
 use crate::Error;
 use crate::export::ExportError;
@@ -34,6 +35,22 @@ pub enum OutboxError {
         /// The start of the response body.
         detail: String,
     },
+    /// JetStream refused an event for good (`NATS_REJECTED`): no stream takes the subject, the
+    /// message is larger than the server allows, or a JetStream API error that retrying cannot
+    /// mend. Sync stops; the cursor stays at the last batch JetStream acknowledged in full.
+    #[error(
+        "JetStream rejected the event of entry {seq} on subject {subject:?}: {detail}; the \
+         cursor stays at {cursor}"
+    )]
+    NatsRejected {
+        subject: String,
+        seq: u64,
+        cursor: u64,
+        detail: String,
+    },
+    /// The async runtime that drives the NATS client could not start (an OS resource limit).
+    #[error("starting the runtime for the NATS client failed: {detail}")]
+    Runtime { detail: String },
     /// The receiver could not be reached, or kept failing, for as many attempts as allowed.
     #[error(
         "the receiver failed {attempts} attempts to deliver entries {seq_first}..={seq_last}, \
@@ -64,9 +81,10 @@ impl OutboxError {
             OutboxError::Store(error) => error.code(),
             OutboxError::Export(error) => error.code(),
             OutboxError::Usage { .. } => "USAGE",
-            OutboxError::Encode { .. } => "IO",
+            OutboxError::Encode { .. } | OutboxError::Runtime { .. } => "IO",
             OutboxError::Rejected { .. } => "SYNC_REJECTED",
             OutboxError::Unavailable { .. } => "SYNC_UNAVAILABLE",
+            OutboxError::NatsRejected { .. } => "NATS_REJECTED",
         }
     }
 
@@ -76,9 +94,10 @@ impl OutboxError {
         match self {
             OutboxError::Store(error) => error.is_rejection(),
             OutboxError::Export(error) => error.is_rejection(),
-            OutboxError::Rejected { .. } => true,
+            OutboxError::Rejected { .. } | OutboxError::NatsRejected { .. } => true,
             OutboxError::Usage { .. }
             | OutboxError::Encode { .. }
+            | OutboxError::Runtime { .. }
             | OutboxError::Unavailable { .. } => false,
         }
     }

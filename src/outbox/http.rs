@@ -28,7 +28,8 @@ const STOP_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// How `folio sync` runs.
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
-    /// The receiver: an `http://` or `https://` URL.
+    /// The receiver: an `http://` or `https://` URL for [`sync`], a `nats://` server for
+    /// [`super::nats::sync`].
     pub url: String,
     /// The consumer whose cursor is read and advanced.
     pub consumer: String,
@@ -41,7 +42,8 @@ pub struct SyncOptions {
     pub retry_cap: Duration,
     /// Attempts per batch before giving up (`Unavailable`); `None` retries for ever.
     pub attempts_max: Option<u32>,
-    /// One request's whole time (connect, send, response).
+    /// One request's whole time (connect, send, response); for NATS, connecting, and the wait
+    /// for each publish's acknowledgement.
     pub request_timeout: Duration,
     /// How often to look for new entries while following.
     pub poll_interval: Duration,
@@ -67,7 +69,7 @@ impl SyncOptions {
         }
     }
 
-    fn stopped(&self) -> bool {
+    pub(super) fn stopped(&self) -> bool {
         self.stop
             .as_ref()
             .is_some_and(|stop| stop.load(Ordering::SeqCst))
@@ -201,16 +203,32 @@ impl Backoff {
     }
 }
 
-/// What one attempt came to.
-enum Attempt {
+/// What one attempt came to (an HTTP request here, a JetStream publish in [`super::nats`]).
+pub(super) enum Attempt {
     Delivered,
-    /// Worth retrying: a network error, a timeout, 408, 429 or 5xx.
+    /// Worth retrying: a network error, a timeout, 408, 429 or 5xx (for NATS: see there).
     Failed(String),
-    /// Refused for good: any other status.
-    Rejected {
-        status: u16,
-        detail: String,
-    },
+    /// Refused for good: sync stops with this error, the cursor where it was.
+    Rejected(OutboxError),
+}
+
+/// The entries one batch covers, as errors quote them.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Span {
+    pub seq_first: u64,
+    pub seq_last: u64,
+    /// The cursor the batch was read from, which stays put until it is delivered.
+    pub cursor: u64,
+}
+
+impl Span {
+    pub(super) fn of(batch: &OutboxBatch) -> Span {
+        Span {
+            seq_first: batch.first_event_seq().unwrap_or(batch.seq_after + 1),
+            seq_last: batch.last_event_seq().unwrap_or(batch.seq_last),
+            cursor: batch.seq_after,
+        }
+    }
 }
 
 fn agent(options: &SyncOptions) -> ureq::Agent {
@@ -223,7 +241,7 @@ fn agent(options: &SyncOptions) -> ureq::Agent {
         .into()
 }
 
-fn attempt(agent: &ureq::Agent, url: &str, body: &[u8], key: &str) -> Attempt {
+fn attempt(agent: &ureq::Agent, url: &str, body: &[u8], key: &str, span: Span) -> Attempt {
     let sent = agent
         .post(url)
         .header("Content-Type", "application/json")
@@ -257,7 +275,13 @@ fn attempt(agent: &ureq::Agent, url: &str, body: &[u8], key: &str) -> Attempt {
     if status == 408 || status == 429 || status >= 500 {
         Attempt::Failed(format!("HTTP {status}: {detail}"))
     } else {
-        Attempt::Rejected { status, detail }
+        Attempt::Rejected(OutboxError::Rejected {
+            status,
+            seq_first: span.seq_first,
+            seq_last: span.seq_last,
+            cursor: span.cursor,
+            detail,
+        })
     }
 }
 
@@ -272,31 +296,37 @@ fn deliver(
 ) -> Result<(), OutboxError> {
     let body = request_body(ledger.store_id(), &options.consumer, batch)?;
     let key = idempotency_key(ledger.store_id(), batch).unwrap_or_default();
-    let seq_first = batch.first_event_seq().unwrap_or(batch.seq_after + 1);
-    let seq_last = batch.last_event_seq().unwrap_or(batch.seq_last);
+    let span = Span::of(batch);
+    retry(options, span, report, progress, &mut || {
+        attempt(agent, &options.url, &body, &key, span)
+    })
+}
+
+/// Runs `attempt` until it delivers, is rejected, or has failed `options.attempts_max` times,
+/// sleeping a capped, jittered, doubling delay ([`Backoff`]) between failures. Shared by every
+/// transport, so that HTTP and NATS retry alike.
+pub(super) fn retry(
+    options: &SyncOptions,
+    span: Span,
+    report: &mut SyncReport,
+    progress: &mut dyn FnMut(&SyncProgress),
+    attempt: &mut dyn FnMut() -> Attempt,
+) -> Result<(), OutboxError> {
     let mut backoff = Backoff::new(options.retry_base, options.retry_cap);
     let mut attempts = 0u32;
     loop {
         attempts += 1;
-        let detail = match attempt(agent, &options.url, &body, &key) {
+        let detail = match attempt() {
             Attempt::Delivered => return Ok(()),
-            Attempt::Rejected { status, detail } => {
-                return Err(OutboxError::Rejected {
-                    status,
-                    seq_first,
-                    seq_last,
-                    cursor: batch.seq_after,
-                    detail,
-                });
-            }
+            Attempt::Rejected(error) => return Err(error),
             Attempt::Failed(detail) => detail,
         };
         if options.attempts_max.is_some_and(|max| attempts >= max) || options.stopped() {
             return Err(OutboxError::Unavailable {
                 attempts,
-                seq_first,
-                seq_last,
-                cursor: batch.seq_after,
+                seq_first: span.seq_first,
+                seq_last: span.seq_last,
+                cursor: span.cursor,
                 detail,
             });
         }
@@ -344,13 +374,30 @@ pub fn sync(
     progress: &mut dyn FnMut(&SyncProgress),
 ) -> Result<SyncReport, OutboxError> {
     check_url(&options.url)?;
+    let agent = agent(options);
+    drive(ledger, options, progress, &mut |batch, report, progress| {
+        deliver(ledger, options, &agent, batch, report, progress)
+    })
+}
+
+/// One delivery of a batch, as [`drive`] calls it: returns once the whole batch is delivered.
+pub(super) type Deliver<'a> = dyn FnMut(&OutboxBatch, &mut SyncReport, &mut dyn FnMut(&SyncProgress)) -> Result<(), OutboxError>
+    + 'a;
+
+/// The loop every transport shares: read a batch after the cursor, `deliver` it, ack its last
+/// seq (durably, before the next batch is read), until caught up (`once`) or stopped.
+pub(super) fn drive(
+    ledger: &Ledger,
+    options: &SyncOptions,
+    progress: &mut dyn FnMut(&SyncProgress),
+    deliver: &mut Deliver<'_>,
+) -> Result<SyncReport, OutboxError> {
     options.limits.check()?;
     if options.retry_base.is_zero() && options.attempts_max.is_none() {
         return Err(OutboxError::Usage {
             detail: "a retry base of 0 with unlimited attempts would spin".to_string(),
         });
     }
-    let agent = agent(options);
     let mut report = SyncReport {
         cursor: ledger.cursor(&options.consumer)?,
         ..SyncReport::default()
@@ -364,7 +411,7 @@ pub fn sync(
             wait(options);
             continue;
         }
-        deliver(ledger, options, &agent, &batch, &mut report, progress)?;
+        deliver(&batch, &mut report, progress)?;
         ledger.ack(&options.consumer, batch.seq_last)?;
         report.cursor = batch.seq_last;
         report.batches += 1;

@@ -3,10 +3,12 @@
 //! seq to events with the same code as `export --format events` (`crate::export::entry_event`),
 //! and [`Ledger::ack`] records a cursor as a `ConsumerAcked` entry, so cursors are in the hash
 //! chain, survive crashes and `replay`, and are checked by `verify` like every other row.
-//! [`http`] pushes a consumer's events to an HTTP endpoint (`folio sync`).
+//! [`http`] pushes a consumer's events to an HTTP endpoint (`folio sync --url`), [`nats`] to a
+//! NATS JetStream stream (`folio sync --nats`); both share `http`'s retry and batch loop.
 
 pub mod error;
 pub mod http;
+pub mod nats;
 
 use redb::ReadableTable;
 use serde::Serialize;

@@ -1,0 +1,532 @@
+//! `folio sync --nats` against a real `nats-server -js` that each test starts on a free port
+//! (the `nats-server` binary must be on PATH; `.ci/run` installs Debian's). Killed with SIGKILL
+//! mid-stream again and again and restarted, sync ends with the stream holding every event
+//! exactly once, in log order, each message equal to the event `export --format events`
+//! writes, with `Nats-Msg-Id: <store_id>-<seq>`, and the cursor at the head: JetStream's
+//! duplicate window drops what a killed run had published but not yet acked. A server shut
+//! down mid-stream and restarted is retried through until the same holds. A subject no stream
+//! takes stops sync (exit 1, `NATS_REJECTED`) with the cursor unchanged; an unreachable server
+//! is retried, then `SYNC_UNAVAILABLE`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on any unexpected error"
+)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use async_nats::jetstream;
+use folio::{Ledger, PostRequest, Posting};
+use serde_json::Value;
+
+const SUBJECT: &str = "folio.events";
+
+/// One test at a time: a child process holds copies of the parent's open files from fork to
+/// exec, store locks included (see tests/export_events.rs).
+fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn folio() -> Command {
+    let mut command = Command::cargo_bin("folio").unwrap();
+    command.env_remove("FOLIO_STORE");
+    command
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let output = folio().args(args).output().unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    (output.status.code().unwrap(), stdout, stderr)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server.
+
+/// A `nats-server -js` on a free port of 127.0.0.1, storing in its own temporary directory;
+/// killed when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+    /// The JetStream storage directory (`-sd`); taken by `stop`.
+    store: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    fn start() -> Server {
+        // A port the OS just handed out and took back: free, barring a race with another
+        // process, which the wait in `start_at` would report.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Server::start_at(port, tempfile::tempdir().unwrap())
+    }
+
+    /// Starts a server on `port` storing in `store` (again, after `stop`).
+    fn start_at(port: u16, store: tempfile::TempDir) -> Server {
+        let spawned = std::process::Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match spawned {
+            Ok(child) => child,
+            Err(error) => panic!(
+                "cannot start `nats-server` ({error}): these tests need it on PATH \
+                 (Debian: apt-get install nats-server; .ci/run installs it)"
+            ),
+        };
+        let server = Server {
+            child,
+            port,
+            store: Some(store),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// Shuts the server down (SIGTERM: it flushes its streams) and returns its storage.
+    fn stop(mut self) -> (u16, tempfile::TempDir) {
+        let pid = i32::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on our own child's pid, which it still is: it is not yet waited for.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        self.child.wait().unwrap();
+        (self.port, self.store.take().unwrap())
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn jetstream_of(url: &str) -> jetstream::Context {
+    jetstream::new(async_nats::connect(url).await.unwrap())
+}
+
+/// Creates the stream sync publishes to: one subject, a ten-minute duplicate window.
+fn create_stream(url: &str) {
+    runtime().block_on(async {
+        let jetstream = jetstream_of(url).await;
+        jetstream
+            .create_stream(jetstream::stream::Config {
+                name: "FOLIO".to_string(),
+                subjects: vec![SUBJECT.to_string()],
+                duplicate_window: Duration::from_secs(600),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    });
+}
+
+/// Publishes `events` as a run of sync would, and waits for JetStream's acks: what a run
+/// killed after JetStream stored them, before it acked them in the store, leaves behind.
+fn publish_ahead(url: &str, events: &[Value]) {
+    runtime().block_on(async {
+        let jetstream = jetstream_of(url).await;
+        for event in events {
+            let mut headers = async_nats::HeaderMap::new();
+            let id = format!("{}-{}", event["store_id"].as_str().unwrap(), event["seq"]);
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
+            let payload = serde_json::to_vec(event).unwrap().into();
+            let ack = jetstream.publish_with_headers(SUBJECT, headers, payload);
+            assert!(!ack.await.unwrap().await.unwrap().duplicate);
+        }
+    });
+}
+
+/// Every message of the stream, in stream order: (Nats-Msg-Id, payload as JSON).
+fn stream_messages(url: &str) -> Vec<(String, Value)> {
+    runtime().block_on(async {
+        let jetstream = jetstream_of(url).await;
+        let mut stream = jetstream.get_stream("FOLIO").await.unwrap();
+        let state = stream.info().await.unwrap().state.clone();
+        assert_eq!(state.messages, state.last_sequence, "no gaps");
+        if state.messages > 0 {
+            assert_eq!(state.first_sequence, 1);
+        }
+        let mut messages = Vec::new();
+        for sequence in 1..=state.last_sequence {
+            let message = stream.get_raw_message(sequence).await.unwrap();
+            assert_eq!(message.subject.as_str(), SUBJECT);
+            let id = message
+                .headers
+                .get(async_nats::header::NATS_MESSAGE_ID)
+                .expect("every message has a Nats-Msg-Id")
+                .as_str()
+                .to_string();
+            messages.push((id, serde_json::from_slice(&message.payload).unwrap()));
+        }
+        messages
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The books.
+
+/// A store of `sales` sales; returns its head.
+fn books(path: &Path, sales: u64) -> u64 {
+    let ledger = Ledger::create(path).unwrap();
+    for index in 0..sales {
+        let amount = format!("{}.25", index + 1);
+        let posting = Posting::new("world", "till:1", &amount, "EUR/2").unwrap();
+        ledger
+            .post(PostRequest::new("main", vec![posting]))
+            .unwrap();
+    }
+    let head = ledger.head().seq;
+    ledger.close().unwrap();
+    head
+}
+
+/// The export of the whole store, one JSON value per event.
+fn exported(path: &Path) -> Vec<Value> {
+    let store = path.to_str().unwrap();
+    let (code, stdout, stderr) = run(&["export", "--store", store, "--format", "events"]);
+    assert_eq!(code, 0, "{stderr}");
+    stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+fn consumers(path: &Path) -> Value {
+    let (code, stdout, stderr) = run(&["consumers", "--store", path.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
+fn cursor_of(path: &Path, consumer: &str) -> u64 {
+    consumers(path)["consumers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == consumer)
+        .map_or(0, |c| c["cursor"].as_u64().unwrap())
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn sync_killed_mid_stream_and_restarted_publishes_every_event_once_in_order() {
+    let _serial = serial();
+    let server = Server::start();
+    create_stream(&server.url());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let head = books(&path, 300);
+    let expected = exported(&path);
+    assert_eq!(expected.len(), 300);
+    let store = path.to_str().unwrap();
+    let url = server.url();
+    let args = [
+        "sync",
+        "--store",
+        store,
+        "--consumer",
+        "stream",
+        "--nats",
+        &url,
+        "--subject",
+        SUBJECT,
+        "--batch",
+        "2",
+        "--retry-base-ms",
+        "10",
+    ];
+    // As if a first run had published ten events and died before acking them in the store.
+    publish_ahead(&url, &expected[..10]);
+    let binary = assert_cmd::cargo::cargo_bin("folio");
+    // Follow mode, SIGKILLed eight times, each time right after it reported (on stdout) its
+    // 2nd, 5th, 8th ... acked batch of the run: while it publishes the next batch, between a
+    // batch's acks from JetStream and its ack in the store, or in the middle of that ack.
+    let mut cursors = Vec::new();
+    let mut ahead = Vec::new();
+    for round in 0..8usize {
+        let mut child = std::process::Command::new(&binary)
+            .args(args)
+            .arg("--json")
+            .env_remove("FOLIO_STORE")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let delivered = stdout
+            .lines()
+            .map(|line| line.unwrap())
+            .filter(|line| line.contains("\"delivered\""))
+            .take(2 + 3 * round)
+            .count();
+        // A little later each round, to land at different points of the next batch.
+        std::thread::sleep(Duration::from_micros(150 * round as u64));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(delivered, 2 + 3 * round, "the run reported its batches");
+        let cursor = cursor_of(&path, "stream");
+        if let Some(&last) = cursors.last() {
+            assert!(
+                cursor > last,
+                "each run acked batches: {cursors:?} then {cursor}"
+            );
+        }
+        cursors.push(cursor);
+        // Events the stream holds beyond those acked in the store: the next run publishes
+        // them again, and the duplicate window must drop them.
+        let acked = expected
+            .iter()
+            .filter(|e| e["seq"].as_u64() <= Some(cursor))
+            .count();
+        ahead.push(stream_messages(&url).len() - acked);
+    }
+    assert!(cursors[0] < head, "killed mid-stream: {cursors:?}");
+    let mut once = args.to_vec();
+    once.extend(["--once", "--json"]);
+    let (code, stdout, stderr) = run(&once);
+    assert_eq!(code, 0, "{stderr}");
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let cursor = report["sync"]["cursor"].as_u64().unwrap();
+    assert!(cursor >= head, "{cursor} covers the books' {head} entries");
+
+    let messages = stream_messages(&url);
+    assert_eq!(messages.len(), expected.len(), "every event, once");
+    for ((id, event), want) in messages.iter().zip(&expected) {
+        assert_eq!(event, want, "in log order, as export writes it");
+        let store_id = want["store_id"].as_str().unwrap();
+        assert_eq!(id, &format!("{store_id}-{}", want["seq"]));
+    }
+    let listing = consumers(&path);
+    assert_eq!(listing["consumers"][0]["name"], "stream");
+    assert_eq!(listing["consumers"][0]["cursor"], cursor);
+    assert_eq!(listing["consumers"][0]["lag"], 0);
+    // Only its own last ack lies after the cursor.
+    assert_eq!(listing["head"], cursor + 1);
+    eprintln!(
+        "cursors after each kill: {cursors:?}; head {head}; events in the stream beyond \
+               the cursor after each kill: {ahead:?}"
+    );
+
+    // Caught up: another run publishes nothing and the stream is unchanged.
+    let (code, stdout, stderr) = run(&once);
+    assert_eq!(code, 0, "{stderr}");
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(report["sync"]["events"], 0);
+    assert_eq!(stream_messages(&url).len(), expected.len());
+}
+
+#[test]
+fn a_server_restarted_mid_stream_is_retried_until_every_event_is_in_once() {
+    let _serial = serial();
+    let server = Server::start();
+    let url = server.url();
+    create_stream(&url);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    books(&path, 300);
+    let expected = exported(&path);
+    let store = path.to_str().unwrap();
+    let args = [
+        "sync",
+        "--store",
+        store,
+        "--consumer",
+        "stream",
+        "--nats",
+        &url,
+        "--subject",
+        SUBJECT,
+        "--batch",
+        "2",
+        "--once",
+        "--json",
+        "--retry-base-ms",
+        "50",
+        "--retry-cap-ms",
+        "200",
+        "--timeout-ms",
+        "2000",
+    ];
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("folio"))
+        .args(args)
+        .env_remove("FOLIO_STORE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    for _ in 0..5 {
+        let line = stdout.next().unwrap().unwrap();
+        assert!(line.contains("\"delivered\""), "{line}");
+    }
+    // Down for a while, mid-stream; then back on the same port with the same storage. Sync is
+    // paused (SIGSTOP) while the server shuts down, so that it cannot finish first.
+    let sync_pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) on our own child, not yet waited for.
+    assert_eq!(unsafe { libc::kill(sync_pid, libc::SIGSTOP) }, 0);
+    let (port, storage) = server.stop();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(sync_pid, libc::SIGCONT) }, 0);
+    std::thread::sleep(Duration::from_millis(500));
+    let _server = Server::start_at(port, storage);
+    let rest: Vec<String> = stdout.map(|line| line.unwrap()).collect();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("retrying in"), "it retried: {stderr}");
+    let report: Value = serde_json::from_str(rest.last().unwrap()).unwrap();
+    assert!(report["sync"]["retries"].as_u64().unwrap() >= 1);
+
+    let messages = stream_messages(&url);
+    assert_eq!(messages.len(), expected.len(), "every event, once");
+    for ((_, event), want) in messages.iter().zip(&expected) {
+        assert_eq!(event, want, "in log order");
+    }
+    assert_eq!(consumers(&path)["consumers"][0]["lag"], 0);
+}
+
+#[test]
+fn a_subject_without_a_stream_stops_sync_with_the_cursor_unchanged() {
+    let _serial = serial();
+    let server = Server::start();
+    create_stream(&server.url());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    books(&path, 5);
+    let store = path.to_str().unwrap();
+    let url = server.url();
+    let args = [
+        "sync",
+        "--store",
+        store,
+        "--consumer",
+        "stream",
+        "--nats",
+        &url,
+        "--subject",
+        "nowhere.events",
+        "--once",
+        "--retry-base-ms",
+        "1",
+        "--json",
+    ];
+    for _ in 0..2 {
+        let (code, stdout, stderr) = run(&args);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stderr.contains("NATS_REJECTED"), "{stderr}");
+        assert!(stderr.contains("no stream takes this subject"), "{stderr}");
+        let error: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        assert_eq!(error["error"]["code"], "NATS_REJECTED");
+        assert_eq!(cursor_of(&path, "stream"), 0);
+    }
+    assert_eq!(consumers(&path)["consumers"], Value::Array(Vec::new()));
+    assert!(stream_messages(&url).is_empty());
+}
+
+#[test]
+fn an_unreachable_server_is_retried_then_unavailable() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    books(&path, 2);
+    // Nothing listens on a port just handed out and given back.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let store = path.to_str().unwrap();
+    let args = [
+        "sync",
+        "--store",
+        store,
+        "--consumer",
+        "stream",
+        "--nats",
+        &url,
+        "--subject",
+        SUBJECT,
+        "--once",
+        "--retry-base-ms",
+        "1",
+        "--attempts-max",
+        "3",
+        "--timeout-ms",
+        "2000",
+    ];
+    let (code, _, stderr) = run(&args);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("SYNC_UNAVAILABLE"), "{stderr}");
+    assert!(stderr.contains("3 attempts"), "{stderr}");
+    assert_eq!(stderr.matches("retrying in").count(), 2, "{stderr}");
+    assert_eq!(cursor_of(&path, "stream"), 0);
+}
+
+#[test]
+fn nats_flags_are_checked_before_the_store_is_touched() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    books(&path, 1);
+    let store = path.to_str().unwrap();
+    let cases: [&[&str]; 5] = [
+        // --subject is required with --nats, and only with it.
+        &["--nats", "nats://127.0.0.1:9"],
+        &["--url", "http://127.0.0.1:9", "--subject", SUBJECT],
+        &[
+            "--url",
+            "http://127.0.0.1:9",
+            "--nats",
+            "nats://127.0.0.1:9",
+        ],
+        &["--nats", "http://127.0.0.1:9", "--subject", SUBJECT],
+        &["--nats", "nats://127.0.0.1:9", "--subject", "folio.*"],
+    ];
+    for flags in cases {
+        let mut args = vec!["sync", "--store", store, "--once", "--consumer", "c"];
+        args.extend_from_slice(flags);
+        let (exit, _, stderr) = run(&args);
+        assert_eq!(exit, 2, "{flags:?}: {stderr}");
+    }
+    assert_eq!(consumers(&path)["consumers"], Value::Array(Vec::new()));
+}
