@@ -109,7 +109,9 @@ fn killed_posts_lose_no_printed_receipt() {
             // A fresh store now and then keeps each run's checks (and verify) the same size,
             // so that the long run grows linearly with the kills.
             std::fs::remove_dir_all(&store).unwrap();
-            let created = folio_command(&["init", "--store", store_arg]).status().unwrap();
+            let created = folio_command(&["init", "--store", store_arg])
+                .status()
+                .unwrap();
             assert!(created.success());
             transactions_before = 0;
         }
