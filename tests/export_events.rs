@@ -11,41 +11,19 @@
     reason = "a test fails loudly on any unexpected error"
 )]
 
+mod support {
+    pub mod binary;
+}
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Mutex, MutexGuard};
+use support::binary::{run, serial};
 
-use assert_cmd::Command;
 use folio::{Ledger, Overdraft, PostRequest, Posting, RevertRequest, Timestamp};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
-
-/// Runs the tests of this file one at a time. A store's lock is an `flock` on an open file, and
-/// a process that another test thread spawns holds a copy of every open file from its fork to
-/// its `exec`: a lock released in that window stays held, so `Ledger::create` (which releases
-/// and retakes it) or an export started right after a close could see `STORE_IN_USE`.
-fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn folio() -> Command {
-    let mut command = Command::cargo_bin("folio").unwrap();
-    command.env_remove("FOLIO_STORE");
-    command
-}
-
-/// Runs folio with args, returning (exit code, stdout, stderr).
-fn run(args: &[&str]) -> (i32, String, String) {
-    let output = folio().args(args).output().unwrap();
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    (output.status.code().unwrap(), stdout, stderr)
-}
 
 /// `folio export` of `store` after `since`: (exit code, lines, stderr).
 fn export(store: &Path, since: Option<u64>) -> (i32, Vec<String>, String) {

@@ -11,6 +11,10 @@
     reason = "a test fails loudly on any unexpected error"
 )]
 
+mod support {
+    pub mod binary;
+}
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -18,33 +22,11 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use support::binary::{run, serial};
 
-use assert_cmd::Command;
 use folio::outbox::http::{SyncOptions, sync};
 use folio::{Ledger, Overdraft, PostRequest, Posting, RevertRequest};
 use serde_json::Value;
-
-/// One test at a time: a child process holds copies of the parent's open files from fork to
-/// exec, store locks included (see tests/export_events.rs).
-fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn folio() -> Command {
-    let mut command = Command::cargo_bin("folio").unwrap();
-    command.env_remove("FOLIO_STORE");
-    command
-}
-
-fn run(args: &[&str]) -> (i32, String, String) {
-    let output = folio().args(args).output().unwrap();
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    (output.status.code().unwrap(), stdout, stderr)
-}
 
 // ---------------------------------------------------------------------------------------------
 // The receiver: a minimal HTTP/1.1 server, one connection at a time, `Connection: close`.
