@@ -110,17 +110,6 @@ pub fn set_watermark(tables: &mut WriteTables<'_>, watermark: Watermark) -> Resu
     Ok(())
 }
 
-/// Records the watermark in a write transaction, opening only the table it lives in.
-pub fn write_watermark(
-    txn: &redb::WriteTransaction,
-    watermark: Watermark,
-) -> Result<(), StateError> {
-    let row = encode_row("meta", &watermark)?;
-    txn.open_table(super::tables::META)?
-        .insert(META_WATERMARK, &row[..])?;
-    Ok(())
-}
-
 fn inconsistent(seq: u64, detail: impl Into<String>) -> StateError {
     StateError::Inconsistent {
         seq,
