@@ -24,6 +24,7 @@ use crate::log::format::{
 use crate::log::{Appended, Log, LogError};
 use crate::replay;
 use crate::state::apply::{apply, set_watermark};
+use crate::state::hot::{HotRows, StagedTables};
 use crate::state::{StateError, Watermark, WriteTables};
 
 /// What a write returns: a receipt for transactions, the entry's place for the rest.
@@ -57,6 +58,8 @@ pub(crate) struct Committer {
     /// The open write transaction, holding `groups_in_txn` committed groups.
     txn: Option<OpenState>,
     groups_in_txn: u32,
+    /// Volumes and posting sequences in front of `txn`'s tables, flushed when it commits.
+    hot: HotRows,
 }
 
 self_cell::self_cell!(
@@ -84,6 +87,7 @@ impl Committer {
             last_checkpoint: now,
             txn: None,
             groups_in_txn: 0,
+            hot: HotRows::new(),
         }
     }
 }
@@ -264,9 +268,14 @@ impl Inner {
     ) -> Result<(), crate::state::StateError> {
         committer.groups_in_txn = 0;
         self.state_pending.store(false, Ordering::SeqCst);
-        let Some(open) = committer.txn.take() else {
+        let Some(mut open) = committer.txn.take() else {
             return Ok(());
         };
+        if let Err(error) = open.with_dependent_mut(|_, tables| committer.hot.flush(tables)) {
+            committer.hot.clear();
+            self.poisoned.store(true, Ordering::SeqCst);
+            return Err(error);
+        }
         let mut txn = open.into_owner();
         if durable {
             txn.set_durability(redb::Durability::Immediate)
@@ -284,6 +293,7 @@ impl Inner {
     /// returned Ok.
     fn drop_state_txn(&self, committer: &mut Committer, open: OpenState, groups: u32) {
         let _ = open.into_owner().abort();
+        committer.hot.clear();
         committer.groups_in_txn = 0;
         self.state_pending.store(false, Ordering::SeqCst);
         if groups > 0 {
@@ -353,7 +363,9 @@ impl Inner {
         let mut unprocessed = Vec::new();
         // A failure of the state leaves the transaction with a partial write: nothing of
         // this group may stand (handled below, once the tables are closed).
+        let hot = &mut committer.hot;
         let state_failure: Option<String> = open.with_dependent_mut(|_, tables| {
+            let mut staged_state = StagedTables { tables, hot };
             let mut bytes_total = 0usize;
             for (position, pending) in group.iter().enumerate() {
                 let seq = head.seq + 1 + bodies.len() as u64;
@@ -363,7 +375,7 @@ impl Inner {
                         staged: &staged_tx,
                     };
                     let ctx = Context {
-                        view: &*tables,
+                        view: &staged_state,
                         entries: &entries,
                         now,
                         seq,
@@ -397,7 +409,7 @@ impl Inner {
                     unprocessed = group.split_off(position);
                     break;
                 }
-                if let Err(error) = apply(tables, seq, &body) {
+                if let Err(error) = apply(&mut staged_state, seq, &body) {
                     return Some(error.to_string());
                 }
                 bytes_total += record_bytes;

@@ -6,23 +6,26 @@
 
 use std::collections::BTreeMap;
 
-use redb::ReadableTable;
-
 use super::error::StateError;
+use super::hot::StagedTables;
 use super::tables::{
     META_STORE_ID, META_WATERMARK, ReferenceRow, StateView, TransactionRow, VolumesRow, Watermark,
-    WriteTables, decode_row, encode_row,
+    WriteTables, encode_row,
 };
 use crate::ledger::entry::{Dec, EntryBody, OverdraftCode, TransactionEntry};
-use crate::ledger::model::{Volumes, check_consumer_name};
+use crate::ledger::model::check_consumer_name;
 
-/// Applies the entry `seq` to the tables.
-pub fn apply(tables: &mut WriteTables<'_>, seq: u64, body: &EntryBody) -> Result<(), StateError> {
-    if let Some(ledger) = body.ledger()
-        && tables.ledgers.get(ledger)?.is_none()
-    {
-        tables.ledgers.insert(ledger, seq)?;
+/// Applies the entry `seq` to the tables (volumes and posting sequences to the hot rows in
+/// front of them).
+pub fn apply(
+    state: &mut StagedTables<'_, '_>,
+    seq: u64,
+    body: &EntryBody,
+) -> Result<(), StateError> {
+    if let Some(ledger) = body.ledger() {
+        state.touch_ledger(ledger, seq)?;
     }
+    let tables = &mut *state.tables;
     match body {
         EntryBody::StoreCreated(created) => {
             if seq != 1 {
@@ -30,9 +33,10 @@ pub fn apply(tables: &mut WriteTables<'_>, seq: u64, body: &EntryBody) -> Result
             }
             tables.meta.insert(META_STORE_ID, &created.store_id[..])?;
         }
-        EntryBody::Transaction(tx) => apply_transaction(tables, seq, tx)?,
+        EntryBody::Transaction(tx) => apply_transaction(state, seq, tx)?,
         EntryBody::AccountMetadataSet(set) => {
-            touch_account(tables, &set.ledger, &set.account)?;
+            state.touch_account(&set.ledger, &set.account)?;
+            let tables = &mut *state.tables;
             let mut metadata = tables.account_metadata(&set.ledger, &set.account)?;
             metadata.extend(set.metadata.clone());
             let row = encode_row("account_metadata", &metadata)?;
@@ -68,7 +72,8 @@ pub fn apply(tables: &mut WriteTables<'_>, seq: u64, body: &EntryBody) -> Result
             put_transaction(tables, deleted.id, &row)?;
         }
         EntryBody::OverdraftSet(set) => {
-            touch_account(tables, &set.ledger, &set.account)?;
+            state.touch_account(&set.ledger, &set.account)?;
+            let tables = &mut *state.tables;
             let key = (
                 set.ledger.as_str(),
                 set.account.as_str(),
@@ -117,17 +122,6 @@ fn inconsistent(seq: u64, detail: impl Into<String>) -> StateError {
     }
 }
 
-fn touch_account(
-    tables: &mut WriteTables<'_>,
-    ledger: &str,
-    account: &str,
-) -> Result<(), StateError> {
-    if tables.accounts.get((ledger, account))?.is_none() {
-        tables.accounts.insert((ledger, account), 0)?;
-    }
-    Ok(())
-}
-
 fn transaction_of(
     tables: &WriteTables<'_>,
     seq: u64,
@@ -155,12 +149,13 @@ fn put_transaction(
 
 /// Per (account, asset), what the postings add to input and output.
 fn apply_transaction(
-    tables: &mut WriteTables<'_>,
+    state: &mut StagedTables<'_, '_>,
     seq: u64,
     tx: &TransactionEntry,
 ) -> Result<(), StateError> {
-    apply_volumes(tables, seq, tx)?;
-    apply_posting_seqs(tables, seq, tx)?;
+    apply_volumes(state, seq, tx)?;
+    apply_posting_seqs(state, seq, tx)?;
+    let tables = &mut *state.tables;
     if let Some(reference) = &tx.reference {
         let key = (tx.ledger.as_str(), reference.as_str());
         let row = ReferenceRow {
@@ -202,7 +197,7 @@ fn apply_transaction(
 
 /// Checks each recorded volume change against the state and the postings, then writes it.
 fn apply_volumes(
-    tables: &mut WriteTables<'_>,
+    state: &mut StagedTables<'_, '_>,
     seq: u64,
     tx: &TransactionEntry,
 ) -> Result<(), StateError> {
@@ -221,16 +216,8 @@ fn apply_volumes(
             input: Dec(change.post_input.0),
             output: Dec(change.post_output.0),
         };
-        let bytes = encode_row("volumes", &row)?;
-        // `insert` hands back the row it replaced: one walk of the tree checks and writes.
         // On a mismatch the caller drops the whole write transaction.
-        let replaced = tables
-            .volumes
-            .insert((tx.ledger.as_str(), account, asset), &bytes[..])?;
-        let current = match replaced {
-            Some(old) => decode_row::<VolumesRow>("volumes", old.value())?.volumes(),
-            None => Volumes::default(),
-        };
+        let current = state.swap_volumes(&tx.ledger, account, asset, row)?;
         if current.input != change.pre_input.0 || current.output != change.pre_output.0 {
             return Err(inconsistent(
                 seq,
@@ -243,7 +230,7 @@ fn apply_volumes(
 
 /// Checks each account's posting sequence continues from the state's, then writes it.
 fn apply_posting_seqs(
-    tables: &mut WriteTables<'_>,
+    state: &mut StagedTables<'_, '_>,
     seq: u64,
     tx: &TransactionEntry,
 ) -> Result<(), StateError> {
@@ -264,11 +251,7 @@ fn apply_posting_seqs(
         ));
     }
     for (entry, count) in tx.posting_seqs.iter().zip(counts.values()) {
-        let replaced = tables.accounts.insert(
-            (tx.ledger.as_str(), entry.account.as_str()),
-            entry.posting_seq,
-        )?;
-        let current = replaced.map_or(0, |old| old.value());
+        let current = state.swap_posting_seq(&tx.ledger, &entry.account, entry.posting_seq)?;
         if current.checked_add(*count) != Some(entry.posting_seq) {
             return Err(inconsistent(
                 seq,

@@ -3,6 +3,7 @@
 //! state whose watermark matches its contents, and the next open resumes from there.
 
 use super::apply::{apply, set_watermark};
+use super::hot::{HotRows, StagedTables};
 use super::tables::{Watermark, WriteTables};
 use super::{State, StateError};
 use crate::Error;
@@ -17,6 +18,8 @@ pub const ENTRIES_PER_TRANSACTION_MAX: usize = 10_000;
 pub struct Applier<'a> {
     state: &'a State,
     buffered: Vec<(u64, [u8; 32], EntryBody)>,
+    /// Volumes and posting sequences, written once per transaction.
+    hot: HotRows,
     /// Make the final transaction durable (a checkpoint).
     checkpoint_at_end: bool,
 }
@@ -26,6 +29,7 @@ impl<'a> Applier<'a> {
         Applier {
             state,
             buffered: Vec::new(),
+            hot: HotRows::new(),
             checkpoint_at_end: true,
         }
     }
@@ -35,12 +39,22 @@ impl<'a> Applier<'a> {
             return Ok(());
         };
         let txn = self.state.begin_write(durable)?;
-        {
+        let applied = (|| {
             let mut tables = WriteTables::open(&txn)?;
+            let mut staged = StagedTables {
+                tables: &mut tables,
+                hot: &mut self.hot,
+            };
             for (seq, _, body) in &self.buffered {
-                apply(&mut tables, *seq, body)?;
+                apply(&mut staged, *seq, body)?;
             }
-            set_watermark(&mut tables, Watermark { seq, block_hash })?;
+            self.hot.flush(&mut tables)?;
+            set_watermark(&mut tables, Watermark { seq, block_hash })
+        })();
+        if let Err(error) = applied {
+            // The dropped transaction takes the dirty rows' writes with it.
+            self.hot.clear();
+            return Err(error);
         }
         txn.commit()?;
         self.buffered.clear();

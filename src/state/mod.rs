@@ -8,6 +8,7 @@ pub mod apply;
 pub mod backend;
 pub mod catchup;
 pub mod error;
+pub mod hot;
 pub mod tables;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
