@@ -24,7 +24,7 @@ use crate::log::format::{
 use crate::log::{Appended, Log, LogError};
 use crate::replay;
 use crate::state::apply::{apply, set_watermark};
-use crate::state::hot::{HotRows, StagedTables};
+use crate::state::hot::{DIRTY_ROWS_MAX, HotRows, StagedTables};
 use crate::state::{StateError, Watermark, WriteTables};
 
 /// What a write returns: a receipt for transactions, the entry's place for the rest.
@@ -475,10 +475,14 @@ impl Inner {
             seq: last.seq,
             block_hash: last.block_hash,
         };
-        if open
-            .with_dependent_mut(|_, tables| set_watermark(tables, watermark))
-            .is_err()
-        {
+        let hot = &mut committer.hot;
+        let recorded = open.with_dependent_mut(|_, tables| {
+            if hot.dirty_rows() > DIRTY_ROWS_MAX {
+                hot.flush(tables)?;
+            }
+            set_watermark(tables, watermark)
+        });
+        if recorded.is_err() {
             self.drop_state_txn(committer, open, committer.groups_in_txn);
             self.poisoned.store(true, Ordering::SeqCst);
             return false;
