@@ -196,12 +196,26 @@ impl Ledger {
 /// log.
 struct GroupEntries<'a> {
     log: &'a Log,
-    staged: &'a HashMap<u64, TransactionEntry>,
+    staged: &'a [Staged],
+    /// Seq -> position in `staged` of the group's transaction entries.
+    positions: &'a HashMap<u64, usize>,
+}
+
+impl GroupEntries<'_> {
+    fn staged_transaction(&self, id: u64) -> Option<&TransactionEntry> {
+        match self.staged.get(*self.positions.get(&id)?)? {
+            Staged::Entry {
+                body: EntryBody::Transaction(tx),
+                ..
+            } => Some(tx),
+            _ => None,
+        }
+    }
 }
 
 impl EntrySource for GroupEntries<'_> {
     fn transaction(&self, id: u64) -> Result<TransactionEntry, Error> {
-        if let Some(tx) = self.staged.get(&id) {
+        if let Some(tx) = self.staged_transaction(id) {
             return Ok(tx.clone());
         }
         read_transaction(self.log, id)
@@ -357,7 +371,9 @@ impl Inner {
         let now = (self.options.clock)();
         let mut bodies: Vec<Vec<u8>> = Vec::new();
         let mut staged: Vec<Staged> = Vec::new();
-        let mut staged_tx: HashMap<u64, TransactionEntry> = HashMap::new();
+        // Seq -> position in `staged`, for the group's transactions: a later operation of the
+        // group may revert or repeat one.
+        let mut staged_tx: HashMap<u64, usize> = HashMap::new();
         let head = self.log.head();
         let mut group = group;
         let mut unprocessed = Vec::new();
@@ -372,7 +388,8 @@ impl Inner {
                 let decision = {
                     let entries = GroupEntries {
                         log: &self.log,
-                        staged: &staged_tx,
+                        staged: &staged,
+                        positions: &staged_tx,
                     };
                     let ctx = Context {
                         view: &staged_state,
@@ -413,8 +430,8 @@ impl Inner {
                     return Some(error.to_string());
                 }
                 bytes_total += record_bytes;
-                if let EntryBody::Transaction(tx) = &body {
-                    staged_tx.insert(seq, tx.clone());
+                if let EntryBody::Transaction(_) = &body {
+                    staged_tx.insert(seq, staged.len());
                 }
                 staged.push(Staged::Entry {
                     index: bodies.len(),
@@ -555,13 +572,27 @@ impl Inner {
         group: &[Pending],
         staged: Vec<Staged>,
         appended: &[Appended],
-        staged_tx: &HashMap<u64, TransactionEntry>,
+        staged_tx: &HashMap<u64, usize>,
     ) {
-        for (pending, staged) in group.iter().zip(staged) {
-            let result = match staged {
-                Staged::Done(result) => result,
-                Staged::Entry { index, body } => Ok(outcome_of(&appended[index], &body)),
-                Staged::Replay(id) => self.replayed(id, appended, staged_tx),
+        // Repeats first, while the entries they may repeat are still in `staged`.
+        let entries = GroupEntries {
+            log: &self.log,
+            staged: &staged,
+            positions: staged_tx,
+        };
+        let mut replays: Vec<Option<Result<Outcome, Error>>> = staged
+            .iter()
+            .map(|staged| match staged {
+                Staged::Replay(id) => Some(self.replayed(*id, appended, &entries)),
+                _ => None,
+            })
+            .collect();
+        for ((pending, staged), replay) in group.iter().zip(staged).zip(&mut replays) {
+            let result = match (staged, replay.take()) {
+                (Staged::Done(result), _) => result,
+                (Staged::Entry { index, body }, _) => Ok(outcome_of(&appended[index], body)),
+                (Staged::Replay(_), Some(result)) => result,
+                (Staged::Replay(id), None) => unreachable!("repeat of {id} has no result"),
             };
             fill(&pending.slot, result);
         }
@@ -572,11 +603,12 @@ impl Inner {
         &self,
         id: u64,
         appended: &[Appended],
-        staged_tx: &HashMap<u64, TransactionEntry>,
+        entries: &GroupEntries<'_>,
     ) -> Result<Outcome, Error> {
-        if let (Some(tx), Some(first)) = (staged_tx.get(&id), appended.first()) {
+        if let (Some(tx), Some(first)) = (entries.staged_transaction(id), appended.first()) {
             let hashes = &appended[(id - first.seq) as usize];
-            let mut receipt = receipt_of(id, hashes.block_hash, hashes.previous_hash, tx, None);
+            let (block_hash, previous_hash) = (hashes.block_hash, hashes.previous_hash);
+            let mut receipt = receipt_of(id, block_hash, previous_hash, tx.clone(), None);
             receipt.replayed = true;
             return Ok(Outcome::Receipt(receipt));
         }
@@ -584,13 +616,13 @@ impl Inner {
         let EntryBody::Transaction(tx) = replay::decode_body(&entry)? else {
             return Err(LedgerError::NotAStore.into());
         };
-        let mut receipt = receipt_of(id, entry.block_hash, entry.previous_hash, &tx, None);
+        let mut receipt = receipt_of(id, entry.block_hash, entry.previous_hash, tx, None);
         receipt.replayed = true;
         Ok(Outcome::Receipt(receipt))
     }
 }
 
-fn outcome_of(appended: &Appended, body: &EntryBody) -> Outcome {
+fn outcome_of(appended: &Appended, body: EntryBody) -> Outcome {
     match body {
         EntryBody::Transaction(tx) => Outcome::Receipt(receipt_of(
             appended.seq,
