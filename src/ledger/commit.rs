@@ -24,7 +24,7 @@ use crate::log::format::{
 use crate::log::{Appended, Log, LogError};
 use crate::replay;
 use crate::state::apply::{apply, set_watermark};
-use crate::state::hot::{DIRTY_ROWS_MAX, HotRows, StagedTables};
+use crate::state::hot::{HotRows, StagedTables};
 use crate::state::{StateError, Watermark, WriteTables};
 
 /// What a write returns: a receipt for transactions, the entry's place for the rest.
@@ -494,9 +494,7 @@ impl Inner {
         };
         let hot = &mut committer.hot;
         let recorded = open.with_dependent_mut(|_, tables| {
-            if hot.dirty_rows() > DIRTY_ROWS_MAX {
-                hot.flush(tables)?;
-            }
+            hot.write_cold(tables)?;
             set_watermark(tables, watermark)
         });
         if recorded.is_err() {

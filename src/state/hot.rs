@@ -1,11 +1,13 @@
 //! The hot rows: the volumes and posting sequences that every transaction reads and rewrites,
-//! kept in memory in front of a write transaction's tables and written to redb once, when the
-//! transaction commits (write-behind). An account posted to a hundred times between two redb
-//! commits costs a hundred hash-map updates and one B-tree insert, instead of a hundred B-tree
-//! reads and a hundred inserts.
+//! kept in memory in front of a write transaction's tables and written to redb later
+//! (write-behind). An account posted to a hundred times in a row costs a hundred hash-map
+//! updates and one B-tree insert, instead of a hundred B-tree reads and a hundred inserts.
 //!
 //! What is in memory is either clean (equal to the row in the tables) or dirty (newer, not yet
-//! written). [`HotRows::flush`] writes the dirty rows before the transaction commits; a
+//! written). At the end of each group the committer writes the dirty rows that group did not
+//! touch ([`HotRows::write_cold`]): a row waits at most one group, so the work is spread evenly
+//! over the groups, while a row every group touches (a till, `world`) is written only when the
+//! transaction commits. [`HotRows::flush`] writes what is left before the transaction commits; a
 //! transaction that is dropped instead takes its dirty rows with it ([`HotRows::clear`]). Clean
 //! rows stay across commits, up to [`HOT_ROWS_MAX`], so a store's busy accounts are read from
 //! redb once.
@@ -23,17 +25,13 @@ use crate::ledger::model::{Metadata, Overdraft, Volumes};
 /// Rows kept in memory at most; past it, a flush also forgets the clean ones.
 pub const HOT_ROWS_MAX: usize = 1 << 17;
 
-/// Dirty rows past which the committer writes them to the tables at the end of a group, before
-/// the transaction commits: a flush costs one B-tree insert per row, and a flush of every row
-/// that 64 groups of a thousand transactions leave dirty would stall the next writer for tens
-/// of milliseconds.
-pub const DIRTY_ROWS_MAX: usize = 16384;
-
-/// A row in memory, and whether the tables still hold an older value of it.
+/// A row in memory: whether the tables still hold an older value of it, and the generation
+/// (group) that last wrote it.
 #[derive(Debug, Clone, Copy)]
 struct Cached<T> {
     value: T,
     dirty: bool,
+    touched: u64,
 }
 
 /// Volumes and posting sequences in front of the tables (see the module documentation).
@@ -45,10 +43,13 @@ pub struct HotRows {
     posting_seqs: HashMap<Vec<u8>, Cached<Option<u64>>>,
     /// Ledgers known to have their row in the tables (written at once: they are rare).
     ledgers: HashSet<String>,
+    /// The keys of the dirty rows of `volumes` and of `posting_seqs`, each once.
+    dirty_volumes: Vec<Vec<u8>>,
+    dirty_posting_seqs: Vec<Vec<u8>>,
+    /// Advanced by [`HotRows::write_cold`], once per group.
+    generation: u64,
     /// [`HOT_ROWS_MAX`], but for tests.
     rows_max: usize,
-    /// Rows of `volumes` and `posting_seqs` that are dirty.
-    dirty_rows: usize,
 }
 
 /// A map key for a tuple of names: each part but the last is prefixed by its length, so two
@@ -83,6 +84,78 @@ fn parts<const N: usize>(mut bytes: &[u8]) -> Result<[&str; N], StateError> {
     Ok(parts)
 }
 
+fn write_volumes(
+    tables: &mut WriteTables<'_>,
+    key: &[u8],
+    row: VolumesRow,
+) -> Result<(), StateError> {
+    let [ledger, account, asset] = parts(key)?;
+    let bytes = encode_row("volumes", &row)?;
+    tables
+        .volumes
+        .insert((ledger, account, asset), &bytes[..])?;
+    Ok(())
+}
+
+fn write_posting_seq(
+    tables: &mut WriteTables<'_>,
+    key: &[u8],
+    posting_seq: Option<u64>,
+) -> Result<(), StateError> {
+    let [ledger, account] = parts(key)?;
+    if let Some(posting_seq) = posting_seq {
+        tables.accounts.insert((ledger, account), posting_seq)?;
+    }
+    Ok(())
+}
+
+/// Writes the rows listed in `dirty` (keys of `rows`) that `hold` does not hold back and marks
+/// them clean; the held-back keys stay listed. On an error the caller drops the transaction
+/// and clears the hot rows.
+fn write_dirty<T: Copy>(
+    tables: &mut WriteTables<'_>,
+    rows: &mut HashMap<Vec<u8>, Cached<T>>,
+    dirty: &mut Vec<Vec<u8>>,
+    hold: impl Fn(&Cached<T>) -> bool,
+    write: fn(&mut WriteTables<'_>, &[u8], T) -> Result<(), StateError>,
+) -> Result<(), StateError> {
+    let mut held = Vec::new();
+    for key in std::mem::take(dirty) {
+        let Some(cached) = rows.get_mut(&key) else {
+            unreachable!("a listed dirty key is in its map");
+        };
+        if hold(cached) {
+            held.push(key);
+            continue;
+        }
+        write(tables, &key, cached.value)?;
+        cached.dirty = false;
+    }
+    *dirty = held;
+    Ok(())
+}
+
+/// Stores a dirty row, listing its key in `dirty` unless it was dirty already.
+fn put<T>(
+    rows: &mut HashMap<Vec<u8>, Cached<T>>,
+    dirty: &mut Vec<Vec<u8>>,
+    key: Vec<u8>,
+    row: Cached<T>,
+) {
+    match rows.get_mut(&key) {
+        Some(cached) => {
+            if !cached.dirty {
+                dirty.push(key);
+            }
+            *cached = row;
+        }
+        None => {
+            dirty.push(key.clone());
+            rows.insert(key, row);
+        }
+    }
+}
+
 impl HotRows {
     pub fn new() -> HotRows {
         HotRows::with_rows_max(HOT_ROWS_MAX)
@@ -93,8 +166,10 @@ impl HotRows {
             volumes: HashMap::new(),
             posting_seqs: HashMap::new(),
             ledgers: HashSet::new(),
+            dirty_volumes: Vec::new(),
+            dirty_posting_seqs: Vec::new(),
+            generation: 0,
             rows_max,
-            dirty_rows: 0,
         }
     }
 
@@ -103,66 +178,83 @@ impl HotRows {
         self.volumes.clear();
         self.posting_seqs.clear();
         self.ledgers.clear();
-        self.dirty_rows = 0;
+        self.dirty_volumes.clear();
+        self.dirty_posting_seqs.clear();
     }
 
-    /// Rows changed since the last flush.
+    /// Rows changed and not yet written.
     pub fn dirty_rows(&self) -> usize {
-        self.dirty_rows
+        self.dirty_volumes.len() + self.dirty_posting_seqs.len()
     }
 
     fn put_volumes(&mut self, key: Vec<u8>, value: VolumesRow) {
-        let old = self.volumes.insert(key, Cached { value, dirty: true });
-        if !old.is_some_and(|old| old.dirty) {
-            self.dirty_rows += 1;
-        }
+        let row = Cached {
+            value,
+            dirty: true,
+            touched: self.generation,
+        };
+        put(&mut self.volumes, &mut self.dirty_volumes, key, row);
     }
 
-    fn put_posting_seq(&mut self, key: Vec<u8>, value: u64) {
-        let value = Some(value);
-        let old = self.posting_seqs.insert(key, Cached { value, dirty: true });
-        if !old.is_some_and(|old| old.dirty) {
-            self.dirty_rows += 1;
-        }
+    fn put_posting_seq(&mut self, key: Vec<u8>, posting_seq: u64) {
+        let row = Cached {
+            value: Some(posting_seq),
+            dirty: true,
+            touched: self.generation,
+        };
+        put(
+            &mut self.posting_seqs,
+            &mut self.dirty_posting_seqs,
+            key,
+            row,
+        );
     }
 
     fn len(&self) -> usize {
         self.volumes.len() + self.posting_seqs.len() + self.ledgers.len()
     }
 
+    /// Writes the dirty rows that the current generation (the group just applied) did not
+    /// write, then starts the next generation.
+    pub fn write_cold(&mut self, tables: &mut WriteTables<'_>) -> Result<(), StateError> {
+        let generation = self.generation;
+        self.generation += 1;
+        write_dirty(
+            tables,
+            &mut self.volumes,
+            &mut self.dirty_volumes,
+            |cached| cached.touched == generation,
+            write_volumes,
+        )?;
+        write_dirty(
+            tables,
+            &mut self.posting_seqs,
+            &mut self.dirty_posting_seqs,
+            |cached| cached.touched == generation,
+            write_posting_seq,
+        )
+    }
+
     /// Writes every dirty row to the tables and marks them clean; past [`HOT_ROWS_MAX`] rows,
     /// forgets them all instead. (Sorting the rows first saved no instructions in redb's
     /// inserts and cost 1% of a verify: callgrind, `examples/profile verify`.)
     pub fn flush(&mut self, tables: &mut WriteTables<'_>) -> Result<(), StateError> {
-        let mut volumes: Vec<([&str; 3], &VolumesRow)> = Vec::new();
-        for (key, cached) in &self.volumes {
-            if cached.dirty {
-                volumes.push((parts(key)?, &cached.value));
-            }
-        }
-        for (parts, row) in volumes {
-            let bytes = encode_row("volumes", row)?;
-            tables
-                .volumes
-                .insert((parts[0], parts[1], parts[2]), &bytes[..])?;
-        }
-        let mut seqs: Vec<([&str; 2], u64)> = Vec::new();
-        for (key, cached) in &self.posting_seqs {
-            if let (true, Some(seq)) = (cached.dirty, cached.value) {
-                seqs.push((parts(key)?, seq));
-            }
-        }
-        for (parts, seq) in seqs {
-            tables.accounts.insert((parts[0], parts[1]), seq)?;
-        }
-        self.dirty_rows = 0;
+        write_dirty(
+            tables,
+            &mut self.volumes,
+            &mut self.dirty_volumes,
+            |_| false,
+            write_volumes,
+        )?;
+        write_dirty(
+            tables,
+            &mut self.posting_seqs,
+            &mut self.dirty_posting_seqs,
+            |_| false,
+            write_posting_seq,
+        )?;
         if self.len() > self.rows_max {
             self.clear();
-        } else {
-            self.volumes.values_mut().for_each(|row| row.dirty = false);
-            self.posting_seqs
-                .values_mut()
-                .for_each(|row| row.dirty = false);
         }
         Ok(())
     }
@@ -357,6 +449,52 @@ mod tests {
         assert_eq!(hot.len(), 100);
         assert!(hot.volumes.values().all(|cached| !cached.dirty));
         assert!(hot.posting_seqs.values().all(|cached| !cached.dirty));
+    }
+
+    #[test]
+    fn write_cold_writes_a_row_once_a_group_passes_without_writing_it() {
+        let state = State::in_memory().unwrap();
+        let txn = state.begin_write(false).unwrap();
+        let mut tables = WriteTables::open(&txn).unwrap();
+        let mut hot = HotRows::new();
+        let stored = |tables: &WriteTables<'_>, account: &str| {
+            tables.volumes("main", account, "USD").unwrap()
+        };
+        let swap = |tables: &mut WriteTables<'_>, hot: &mut HotRows, account: &str, n: i64| {
+            StagedTables { tables, hot }
+                .swap_volumes("main", account, "USD", row(n))
+                .unwrap()
+        };
+        // Group 0 writes a and b: both stay in memory.
+        swap(&mut tables, &mut hot, "a", 1);
+        swap(&mut tables, &mut hot, "b", 1);
+        hot.write_cold(&mut tables).unwrap();
+        assert_eq!(stored(&tables, "a"), Volumes::default());
+        assert_eq!(stored(&tables, "b"), Volumes::default());
+        assert_eq!(hot.dirty_rows(), 2);
+        // Group 1 writes a again, not b: b is written, a is held.
+        assert_eq!(swap(&mut tables, &mut hot, "a", 2), row(1).volumes());
+        hot.write_cold(&mut tables).unwrap();
+        assert_eq!(stored(&tables, "b"), row(1).volumes());
+        assert_eq!(stored(&tables, "a"), Volumes::default());
+        assert_eq!(hot.dirty_rows(), 1);
+        // b is clean and still read from memory; a's newest value is what reads see.
+        let staged = StagedTables {
+            tables: &mut tables,
+            hot: &mut hot,
+        };
+        assert_eq!(
+            staged.volumes("main", "a", "USD").unwrap(),
+            row(2).volumes()
+        );
+        assert_eq!(
+            staged.volumes("main", "b", "USD").unwrap(),
+            row(1).volumes()
+        );
+        // The commit's flush writes what is left.
+        hot.flush(&mut tables).unwrap();
+        assert_eq!(stored(&tables, "a"), row(2).volumes());
+        assert_eq!(hot.dirty_rows(), 0);
     }
 
     #[test]
