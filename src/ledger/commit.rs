@@ -296,9 +296,8 @@ impl Inner {
                 .map_err(|error| crate::state::StateError::from(redb::Error::from(error)))?;
             txn.set_quick_repair(true);
         }
-        txn.commit().map_err(|error| {
+        self.state.commit(txn).inspect_err(|_| {
             self.poisoned.store(true, Ordering::SeqCst);
-            crate::state::StateError::from(error)
         })
     }
 

@@ -1,8 +1,10 @@
 //! Reads: balances and volumes, accounts, transactions by id or reference, account history in
-//! pages, and store figures. Each read opens its own redb read transaction (it never waits for
-//! a writer); transaction bodies come from the log.
+//! pages, and store figures. Balance reads share one snapshot of the last state commit (see
+//! `State::volumes_snapshot`); the other reads open their own redb read transaction. Reads never
+//! wait for a writer; transaction bodies come from the log.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use redb::ReadableTable;
 use rust_decimal::Decimal;
@@ -16,8 +18,8 @@ use super::model::{self, Metadata, Overdraft, Timestamp, Volumes, WORLD};
 use super::request::{OverdraftFlag, Posting, Receipt};
 use crate::Error;
 use crate::log::{Hash, Head};
-use crate::state::StateView;
 use crate::state::tables::{ReadTables, TransactionRow, VolumesRow, Watermark, decode_row};
+use crate::state::{StateView, VolumesTable};
 
 /// Most transactions one history page returns.
 pub const HISTORY_PAGE_MAX: usize = 1000;
@@ -123,8 +125,6 @@ pub(crate) fn receipt_of(
     }
 }
 
-type VolumesTable = redb::ReadOnlyTable<(&'static str, &'static str, &'static str), &'static [u8]>;
-
 /// The volumes rows of `(ledger, account prefix)`, in key order.
 fn volumes_rows(
     volumes: &VolumesTable,
@@ -155,20 +155,18 @@ impl Ledger {
     }
 
     /// The volumes table alone: balance reads open only it (opening all nine tables cost
-    /// more than the lookup itself).
-    fn volumes_table(&self) -> Result<VolumesTable, Error> {
+    /// more than the lookup itself), from the snapshot the reads since the last state commit
+    /// share.
+    fn volumes_table(&self) -> Result<Arc<VolumesTable>, Error> {
         self.settle_state()?;
-        let txn = self.inner.state.begin_read()?;
-        Ok(txn
-            .open_table(crate::state::tables::VOLUMES)
-            .map_err(crate::state::StateError::from)?)
+        Ok(self.inner.state.volumes_snapshot()?)
     }
 
     /// An account's volumes per asset.
     pub fn volumes(&self, ledger: &str, account: &str) -> Result<BTreeMap<String, Volumes>, Error> {
         model::check_ledger_name(ledger)?;
         model::check_account("account", account)?;
-        let rows = volumes_rows(&self.volumes_table()?, ledger, account, |found| {
+        let rows = volumes_rows(&*self.volumes_table()?, ledger, account, |found| {
             found == account
         })?;
         Ok(rows
@@ -193,7 +191,7 @@ impl Ledger {
         prefix: &str,
     ) -> Result<BTreeMap<String, BTreeMap<String, Decimal>>, Error> {
         model::check_ledger_name(ledger)?;
-        let rows = volumes_rows(&self.volumes_table()?, ledger, prefix, |found| {
+        let rows = volumes_rows(&*self.volumes_table()?, ledger, prefix, |found| {
             found.starts_with(prefix)
         })?;
         let mut accounts: BTreeMap<String, BTreeMap<String, Decimal>> = BTreeMap::new();

@@ -56,7 +56,7 @@ impl<'a> Applier<'a> {
             self.hot.clear();
             return Err(error);
         }
-        txn.commit()?;
+        self.state.commit(txn)?;
         self.buffered.clear();
         Ok(())
     }

@@ -13,7 +13,7 @@ pub mod tables;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use redb::{Database, Durability, ReadTransaction, ReadableDatabase, WriteTransaction};
 
@@ -42,10 +42,19 @@ pub enum StateOpened {
     Rebuilt { reason: String },
 }
 
+/// The volumes table of a read snapshot.
+pub type VolumesTable =
+    redb::ReadOnlyTable<(&'static str, &'static str, &'static str), &'static [u8]>;
+
 /// The state database of one store.
 #[derive(Debug)]
 pub struct State {
     db: Database,
+    /// The volumes table of a snapshot of the last commit, shared by balance reads until the
+    /// next commit drops it: beginning a read transaction and opening the table cost more than
+    /// a third of a balance read. Dropped at each commit, so that a snapshot never pins pages
+    /// the writer has freed for longer than one commit.
+    volumes_snapshot: Mutex<Option<Arc<VolumesTable>>>,
 }
 
 impl State {
@@ -73,7 +82,7 @@ impl State {
         let file = vfs.open(&path, OpenMode::Write).map_err(io)?;
         match open_database(file) {
             Ok(db) => {
-                let state = State { db };
+                let state = State::of(db);
                 state.ensure_tables()?;
                 Ok((state, StateOpened::Existing))
             }
@@ -102,8 +111,7 @@ impl State {
         drop(read);
         let txn = self.begin_write(true)?;
         WriteTables::open(&txn)?;
-        txn.commit()?;
-        Ok(())
+        self.commit(txn)
     }
 
     /// Creates an empty state file with every table.
@@ -118,21 +126,20 @@ impl State {
             |error: std::io::Error| StateError::Database(format!("{}: {error}", path.display()));
         let file = vfs.open(path, OpenMode::CreateNew).map_err(io)?;
         vfs.sync_dir(store_dir).map_err(io)?;
-        let db = open_database(file)?;
-        let state = State { db };
+        let state = State::of(open_database(file)?);
         let txn = state.begin_write(true)?;
         WriteTables::open(&txn)?;
-        txn.commit()?;
+        state.commit(txn)?;
         Ok(state)
     }
 
     /// An empty state in memory (for replays that are compared, not kept).
     pub fn in_memory() -> Result<State, StateError> {
         let db = redb::Builder::new().create_with_backend(redb::backends::InMemoryBackend::new())?;
-        let state = State { db };
+        let state = State::of(db);
         let txn = state.begin_write(false)?;
         WriteTables::open(&txn)?;
-        txn.commit()?;
+        state.commit(txn)?;
         Ok(state)
     }
 
@@ -161,8 +168,39 @@ impl State {
 
     /// Makes everything committed so far durable.
     pub fn checkpoint(&self) -> Result<(), StateError> {
-        self.begin_write(true)?.commit()?;
-        Ok(())
+        self.commit(self.begin_write(true)?)
+    }
+
+    fn of(db: Database) -> State {
+        State {
+            db,
+            volumes_snapshot: Mutex::new(None),
+        }
+    }
+
+    fn lock_snapshot(&self) -> std::sync::MutexGuard<'_, Option<Arc<VolumesTable>>> {
+        self.volumes_snapshot
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Commits a write transaction of this state. Every commit goes through here, so that the
+    /// shared volumes snapshot is dropped once the commit is visible.
+    pub fn commit(&self, txn: WriteTransaction) -> Result<(), StateError> {
+        let committed = txn.commit();
+        *self.lock_snapshot() = None;
+        Ok(committed?)
+    }
+
+    /// The volumes table as of the last commit (shared until the next one).
+    pub fn volumes_snapshot(&self) -> Result<Arc<VolumesTable>, StateError> {
+        let mut snapshot = self.lock_snapshot();
+        if let Some(table) = snapshot.as_ref() {
+            return Ok(table.clone());
+        }
+        let table = Arc::new(self.begin_read()?.open_table(tables::VOLUMES)?);
+        *snapshot = Some(table.clone());
+        Ok(table)
     }
 }
 
