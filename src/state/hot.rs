@@ -214,45 +214,41 @@ impl HotRows {
         self.volumes.len() + self.posting_seqs.len() + self.ledgers.len()
     }
 
-    /// Writes the dirty rows that the current generation (the group just applied) did not
-    /// write, then starts the next generation.
-    pub fn write_cold(&mut self, tables: &mut WriteTables<'_>) -> Result<(), StateError> {
-        let generation = self.generation;
-        self.generation += 1;
+    /// Writes the dirty rows, except those last written in generation `hold` (if any).
+    fn write_rows(
+        &mut self,
+        tables: &mut WriteTables<'_>,
+        hold: Option<u64>,
+    ) -> Result<(), StateError> {
         write_dirty(
             tables,
             &mut self.volumes,
             &mut self.dirty_volumes,
-            |cached| cached.touched == generation,
+            |cached| Some(cached.touched) == hold,
             write_volumes,
         )?;
         write_dirty(
             tables,
             &mut self.posting_seqs,
             &mut self.dirty_posting_seqs,
-            |cached| cached.touched == generation,
+            |cached| Some(cached.touched) == hold,
             write_posting_seq,
         )
+    }
+
+    /// Writes the dirty rows that the current generation (the group just applied) did not
+    /// write, then starts the next generation.
+    pub fn write_cold(&mut self, tables: &mut WriteTables<'_>) -> Result<(), StateError> {
+        let generation = self.generation;
+        self.generation += 1;
+        self.write_rows(tables, Some(generation))
     }
 
     /// Writes every dirty row to the tables and marks them clean; past [`HOT_ROWS_MAX`] rows,
     /// forgets them all instead. (Sorting the rows first saved no instructions in redb's
     /// inserts and cost 1% of a verify: callgrind, `examples/profile verify`.)
     pub fn flush(&mut self, tables: &mut WriteTables<'_>) -> Result<(), StateError> {
-        write_dirty(
-            tables,
-            &mut self.volumes,
-            &mut self.dirty_volumes,
-            |_| false,
-            write_volumes,
-        )?;
-        write_dirty(
-            tables,
-            &mut self.posting_seqs,
-            &mut self.dirty_posting_seqs,
-            |_| false,
-            write_posting_seq,
-        )?;
+        self.write_rows(tables, None)?;
         if self.len() > self.rows_max {
             self.clear();
         }
