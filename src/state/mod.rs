@@ -13,6 +13,7 @@ pub mod tables;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use redb::{Database, Durability, ReadTransaction, ReadableDatabase, WriteTransaction};
@@ -54,7 +55,10 @@ pub struct State {
     /// next commit drops it: beginning a read transaction and opening the table cost more than
     /// a third of a balance read. Dropped at each commit, so that a snapshot never pins pages
     /// the writer has freed for longer than one commit.
-    volumes_snapshot: Mutex<Option<Arc<VolumesTable>>>,
+    volumes_snapshot: Mutex<Option<(u64, Arc<VolumesTable>)>>,
+    /// Commits made through this handle. A snapshot opened once `n` were counted holds at
+    /// least those `n`, so a read that finds the count unchanged may share it.
+    commits: AtomicU64,
 }
 
 impl State {
@@ -175,19 +179,22 @@ impl State {
         State {
             db,
             volumes_snapshot: Mutex::new(None),
+            commits: AtomicU64::new(0),
         }
     }
 
-    fn lock_snapshot(&self) -> std::sync::MutexGuard<'_, Option<Arc<VolumesTable>>> {
+    fn lock_snapshot(&self) -> std::sync::MutexGuard<'_, Option<(u64, Arc<VolumesTable>)>> {
         self.volumes_snapshot
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Commits a write transaction of this state. Every commit goes through here, so that the
-    /// shared volumes snapshot is dropped once the commit is visible.
+    /// Commits a write transaction of this state. Every commit goes through here: it counts
+    /// the commit before it returns, so that no later read shares an older snapshot, and drops
+    /// the shared snapshot, so that it does not pin the pages the commit freed.
     pub fn commit(&self, txn: WriteTransaction) -> Result<(), StateError> {
         let committed = txn.commit();
+        self.commits.fetch_add(1, Ordering::SeqCst);
         *self.lock_snapshot() = None;
         Ok(committed?)
     }
@@ -195,11 +202,15 @@ impl State {
     /// The volumes table as of the last commit (shared until the next one).
     pub fn volumes_snapshot(&self) -> Result<Arc<VolumesTable>, StateError> {
         let mut snapshot = self.lock_snapshot();
-        if let Some(table) = snapshot.as_ref() {
+        // Counted before opening: the snapshot then holds at least this many commits.
+        let commits = self.commits.load(Ordering::SeqCst);
+        if let Some((at, table)) = snapshot.as_ref()
+            && *at == commits
+        {
             return Ok(table.clone());
         }
         let table = Arc::new(self.begin_read()?.open_table(tables::VOLUMES)?);
-        *snapshot = Some(table.clone());
+        *snapshot = Some((commits, table.clone()));
         Ok(table)
     }
 }
@@ -223,5 +234,55 @@ fn open_database(file: Arc<dyn VfsFile>) -> Result<Database, StateError> {
                 .unwrap_or_else(|| "redb panicked".to_string());
             Err(StateError::Unreadable(detail))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::entry::Dec;
+    use rust_decimal::Decimal;
+    use tables::VolumesRow;
+
+    fn write_volumes(state: &State, account: &str, input: i64) {
+        let txn = state.begin_write(false).unwrap();
+        {
+            let mut tables = WriteTables::open(&txn).unwrap();
+            let row = VolumesRow {
+                input: Dec(Decimal::from(input)),
+                output: Dec(Decimal::ZERO),
+            };
+            let bytes = tables::encode_row("volumes", &row).unwrap();
+            tables
+                .volumes
+                .insert(("main", account, "USD"), &bytes[..])
+                .unwrap();
+        }
+        state.commit(txn).unwrap();
+    }
+
+    fn input_of(table: &VolumesTable, account: &str) -> Option<Vec<u8>> {
+        use redb::ReadableTable;
+        table
+            .get(("main", account, "USD"))
+            .unwrap()
+            .map(|row| row.value().to_vec())
+    }
+
+    #[test]
+    fn reads_share_a_snapshot_until_a_commit_and_never_an_older_one_after_it() {
+        let state = State::in_memory().unwrap();
+        write_volumes(&state, "a", 1);
+        let first = state.volumes_snapshot().unwrap();
+        assert!(Arc::ptr_eq(&first, &state.volumes_snapshot().unwrap()));
+        assert!(input_of(&first, "b").is_none());
+        let label = state.lock_snapshot().as_ref().map(|(at, _)| *at);
+        write_volumes(&state, "b", 2);
+        // A reader that stored its snapshot just after the commit dropped the shared one (the
+        // race the commit count guards against) must not hand it to later reads.
+        *state.lock_snapshot() = label.map(|at| (at, first.clone()));
+        let second = state.volumes_snapshot().unwrap();
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert!(input_of(&second, "b").is_some());
     }
 }
