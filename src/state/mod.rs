@@ -1,8 +1,9 @@
 //! The materialized state: balances, volumes, references, indexes, metadata, policies and the
 //! watermark, in redb (`<store>/state.redb`). It is a cache of the log: it may be stale,
 //! missing or damaged, and the ledger rebuilds or catches it up from the log on open. It is
-//! written only by [`apply`] (one entry at a time, one write transaction per batch, watermark
-//! included) and read by validation and queries through [`StateView`].
+//! written only by [`apply`] (one entry at a time, whole groups per write transaction, watermark
+//! included), through the [`hot`] rows for volumes and posting sequences, and read by validation
+//! and queries through [`StateView`]. Every commit goes through [`State::commit`].
 
 pub mod apply;
 pub mod backend;
