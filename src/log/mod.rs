@@ -5,7 +5,7 @@
 //! One writer appends batches (one write and one `fdatasync` each: the group-commit point);
 //! any number of readers read by seq or iterate, sealed segments through a memory map and
 //! the active one with positional reads. `open` validates the log and cuts only a provably
-//! torn tail (see [`recovery`]).
+//! torn tail (see `recovery.rs`).
 
 pub mod format;
 pub mod sim;
