@@ -22,7 +22,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use support::binary::{run, serial};
+use support::binary::{consumers, cursor_of, exported, run, serial};
 
 use folio::outbox::http::{SyncOptions, sync};
 use folio::{Ledger, Overdraft, PostRequest, Posting, RevertRequest};
@@ -187,38 +187,6 @@ fn books(path: &Path, sales: u64) -> u64 {
     let head = ledger.head().seq;
     ledger.close().unwrap();
     head
-}
-
-/// The export of the whole store, one JSON value per event.
-fn exported(path: &Path) -> Vec<Value> {
-    let (code, stdout, stderr) = run(&[
-        "export",
-        "--store",
-        path.to_str().unwrap(),
-        "--format",
-        "events",
-    ]);
-    assert_eq!(code, 0, "{stderr}");
-    stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
-}
-
-fn consumers(path: &Path) -> Value {
-    let (code, stdout, stderr) = run(&["consumers", "--store", path.to_str().unwrap(), "--json"]);
-    assert_eq!(code, 0, "{stderr}");
-    serde_json::from_str(&stdout).unwrap()
-}
-
-fn cursor_of(path: &Path, consumer: &str) -> u64 {
-    let listing = consumers(path);
-    listing["consumers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == consumer)
-        .map_or(0, |c| c["cursor"].as_u64().unwrap())
 }
 
 /// Checks what the receiver took in: after dropping the events whose (store_id, seq) it

@@ -1,12 +1,14 @@
 //! Running the real `folio` binary from a test: a command without `FOLIO_STORE` from the
-//! environment, a run that returns (exit code, stdout, stderr), and the lock that serializes
-//! the tests of one file that spawn it.
+//! environment, a run that returns (exit code, stdout, stderr), the lock that serializes the
+//! tests of one file that spawn it, and the outbox reads the sync tests share.
 
 #![allow(dead_code, reason = "each test file uses the part it needs")]
 
+use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use assert_cmd::Command;
+use serde_json::Value;
 
 /// One test at a time. A process that another test thread spawns holds a copy of every open
 /// file from its fork to its `exec`: a store lock released in that window stays held, so an
@@ -30,4 +32,32 @@ pub fn run(args: &[&str]) -> (i32, String, String) {
     let stdout = String::from_utf8(output.stdout).unwrap();
     let stderr = String::from_utf8(output.stderr).unwrap();
     (output.status.code().unwrap(), stdout, stderr)
+}
+
+/// The export of the whole store, one JSON value per event.
+pub fn exported(path: &Path) -> Vec<Value> {
+    let store = path.to_str().unwrap();
+    let (code, stdout, stderr) = run(&["export", "--store", store, "--format", "events"]);
+    assert_eq!(code, 0, "{stderr}");
+    stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// `folio consumers --json` of the store.
+pub fn consumers(path: &Path) -> Value {
+    let (code, stdout, stderr) = run(&["consumers", "--store", path.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
+/// A consumer's cursor (0 for one that never acknowledged anything).
+pub fn cursor_of(path: &Path, consumer: &str) -> u64 {
+    consumers(path)["consumers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == consumer)
+        .map_or(0, |c| c["cursor"].as_u64().unwrap())
 }
