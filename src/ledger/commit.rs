@@ -291,12 +291,17 @@ impl Inner {
             return Err(error);
         }
         let mut txn = open.into_owner();
-        if durable {
-            txn.set_durability(redb::Durability::Immediate)
-                .map_err(|error| crate::state::StateError::from(redb::Error::from(error)))?;
-            txn.set_quick_repair(true);
-        }
-        self.state.commit(txn).inspect_err(|_| {
+        let committed = (|| {
+            if durable {
+                txn.set_durability(redb::Durability::Immediate)
+                    .map_err(|error| StateError::from(redb::Error::from(error)))?;
+                txn.set_quick_repair(true);
+            }
+            self.state.commit(txn)
+        })();
+        committed.inspect_err(|_| {
+            // The flush marked the hot rows clean for a transaction that did not commit.
+            committer.hot.clear();
             self.poisoned.store(true, Ordering::SeqCst);
         })
     }
