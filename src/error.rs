@@ -34,12 +34,14 @@ impl Error {
                 LogError::Io { .. } => "IO",
                 LogError::SeqOutOfRange { .. } => "SEQ_OUT_OF_RANGE",
                 LogError::ReadOnly => "READ_ONLY",
-                _ => "LOG",
+                LogError::InvalidOption(_) => "INVALID_INPUT",
             },
             Error::State(error) => match error {
                 StateError::Inconsistent { .. } => "STATE_INCONSISTENT",
                 StateError::BadEntry { .. } => "BAD_ENTRY",
-                _ => "STATE",
+                StateError::Database(_) | StateError::BadRow { .. } | StateError::Unreadable(_) => {
+                    "STATE"
+                }
             },
         }
     }
@@ -65,6 +67,10 @@ impl Error {
                     | LedgerError::EntryTooLarge { .. }
                     | LedgerError::AckBeyondHead { .. }
                     | LedgerError::AckBackwards { .. }
+            ) | Error::Log(
+                LogError::BodyTooLarge { .. }
+                    | LogError::BatchTooLarge { .. }
+                    | LogError::InvalidOption(_)
             )
         )
     }
@@ -92,10 +98,36 @@ fn ledger_code(error: &LedgerError) -> &'static str {
         LedgerError::AckBackwards { .. } => "ACK_BACKWARDS",
         LedgerError::Closed => "CLOSED",
         LedgerError::Poisoned => "POISONED",
+        LedgerError::StateBehind => "STATE_BEHIND",
         LedgerError::StoreInUse { .. } => "STORE_IN_USE",
         LedgerError::StoreExists { .. } => "STORE_EXISTS",
         LedgerError::LogBehindState { .. } => "LOG_BEHIND_STATE",
         LedgerError::StateLogMismatch { .. } => "STATE_LOG_MISMATCH",
         LedgerError::NotAStore => "NOT_A_STORE",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_too_large_entry_is_a_rejection_whichever_layer_refuses_it() {
+        let from_log = Error::Log(LogError::BodyTooLarge {
+            index: 0,
+            body_bytes: 2 << 20,
+            max: 1 << 20,
+        });
+        let from_ledger = Error::Ledger(LedgerError::EntryTooLarge {
+            bytes: 2 << 20,
+            max: 1 << 20,
+        });
+        for error in [from_log, from_ledger] {
+            assert_eq!(error.code(), "ENTRY_TOO_LARGE");
+            assert!(error.is_rejection(), "{error}");
+        }
+        let option = Error::Log(LogError::InvalidOption("segment_bytes"));
+        assert_eq!(option.code(), "INVALID_INPUT");
+        assert!(option.is_rejection());
     }
 }

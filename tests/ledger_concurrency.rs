@@ -393,15 +393,15 @@ fn a_reference_posted_by_two_threads_at_once_is_one_transaction_and_one_replay()
     ledger.close().unwrap();
 }
 
-/// The state's write transaction holds many groups before it commits; every read must still
-/// see each write that returned before it (from any thread's handle), and a drop without
-/// `close` must lose nothing: the next open applies the uncommitted groups again from the log.
+/// Between checkpoints the state commits without an fsync; every read must still see each
+/// write that returned before it (from any thread's handle), and a drop without `close` must
+/// lose nothing: the next open applies the groups past the last checkpoint again from the log.
+/// (`tests/ledger_interleavings.rs` forces the reads into other threads' groups.)
 #[test]
-fn reads_see_every_acknowledged_write_while_groups_share_a_state_transaction() {
+fn reads_see_every_acknowledged_write_and_a_drop_between_checkpoints_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let options = || folio::LedgerOptions {
-        state_commit_groups: 1_000,
         checkpoint_groups: 1_000,
         checkpoint_interval: std::time::Duration::from_secs(3_600),
         ..folio::LedgerOptions::default()
@@ -435,8 +435,9 @@ fn reads_see_every_acknowledged_write_while_groups_share_a_state_transaction() {
     }
     drop(reader);
     drop(writer);
+    // (redb makes its non-durable commits durable when the handle drops, so what the open
+    // catches up depends on redb; the crash suites cover what a crash takes.)
     let reopened = Ledger::open_with(vfs(), &store, options()).unwrap();
-    assert!(reopened.open_report().entries_caught_up >= 10);
     assert_eq!(reopened.balance(LEDGER, "till:1").unwrap()[ASSET], expected);
     assert!(reopened.verify(&[]).unwrap().ok);
 }

@@ -2,13 +2,16 @@
 //! everything queued and commits it as one group: validate each operation in queue order
 //! (each against the state the earlier ones left, inside one redb write transaction), append
 //! the accepted entries to the log with one write and one fsync (the commit point), then
-//! record the new watermark in the state transaction, which commits every few groups (see
-//! [`Committer`]). Each caller gets its own result; one rejected operation never fails the
-//! others.
+//! record the new watermark and commit the state transaction before any caller learns its
+//! result: the state readers see advances when a group's fsync returns, never later, so a read
+//! never waits for a group in progress and never misses a write that returned. Each caller gets
+//! its own result; one rejected operation never fails the others. A panic inside a group
+//! poisons the ledger and fails every operation of the group (`docs/ledger.md` §11).
 
 use std::collections::{HashMap, VecDeque};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::entry::{self, EntryBody, TransactionEntry};
@@ -44,28 +47,24 @@ pub(crate) struct Pending {
     slot: Slot,
 }
 
-/// The state's write transaction and checkpoint bookkeeping, guarded by the committer lock.
+/// The checkpoint bookkeeping and the hot rows, guarded by the committer lock.
 ///
-/// Groups share one redb write transaction until `LedgerOptions::state_commit_groups` of them
-/// are in it, a checkpoint is due, or a read needs the state (`Ledger::settle_state`): a redb
-/// commit costs more than a small group's own work (copying every page it touches, rewriting
-/// the table roots), and the log, fsynced per group, is the commit point anyway. What a crash
-/// takes from the open transaction is re-applied from the log on open, like any entry past the
+/// Every group that appends entries commits its own state (redb) write transaction before its
+/// callers learn their results, with `Durability::None` between checkpoints (the log, fsynced
+/// per group, is the commit point): so the state readers see is always the last group whose
+/// fsync returned, and a read never waits for the group in progress. What a crash takes from
+/// the non-durable commits is re-applied from the log on open, like any entry past the
 /// watermark.
 pub(crate) struct Committer {
     groups_since_checkpoint: u32,
     last_checkpoint: Instant,
-    /// The open write transaction, holding `groups_in_txn` committed groups.
-    txn: Option<OpenState>,
-    groups_in_txn: u32,
-    /// Volumes and posting sequences in front of `txn`'s tables, flushed when it commits.
+    /// Volumes and posting sequences as the last state commit left them (a cache in front of
+    /// the tables), plus, within a group, the rows it changed; written before it commits.
     hot: HotRows,
 }
 
 self_cell::self_cell!(
-    /// The state's open write transaction with its tables, open for as long as it is. Opening
-    /// the ten tables reads each one's root from redb's table tree, and closing one writes it
-    /// back: per group, that cost a third of a one-transaction group's instructions.
+    /// A group's state write transaction with its tables, open for as long as it is.
     pub(crate) struct OpenState {
         owner: redb::WriteTransaction,
         #[not_covariant]
@@ -74,9 +73,9 @@ self_cell::self_cell!(
 );
 
 impl OpenState {
-    /// Begins a write transaction and opens its tables.
-    fn begin(state: &crate::state::State) -> Result<OpenState, StateError> {
-        OpenState::try_new(state.begin_write(false)?, |txn| WriteTables::open(txn))
+    /// Begins a write transaction (durable for a checkpoint) and opens its tables.
+    fn begin(state: &crate::state::State, durable: bool) -> Result<OpenState, StateError> {
+        OpenState::try_new(state.begin_write(durable)?, |txn| WriteTables::open(txn))
     }
 }
 
@@ -85,8 +84,6 @@ impl Committer {
         Committer {
             groups_since_checkpoint: 0,
             last_checkpoint: now,
-            txn: None,
-            groups_in_txn: 0,
             hot: HotRows::new(),
         }
     }
@@ -96,7 +93,6 @@ impl std::fmt::Debug for Committer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Committer")
             .field("groups_since_checkpoint", &self.groups_since_checkpoint)
-            .field("groups_in_txn", &self.groups_in_txn)
             .finish_non_exhaustive()
     }
 }
@@ -111,6 +107,18 @@ enum Staged {
     /// Repeats transaction `id`.
     Replay(u64),
     Done(Result<Outcome, Error>),
+}
+
+/// What validating a group produced: the encoded entries to append, each operation's fate, and
+/// the operations left for the next group (past the log's batch bound).
+#[derive(Default)]
+struct Staging {
+    bodies: Vec<Vec<u8>>,
+    staged: Vec<Staged>,
+    /// Seq -> position in `staged`, for the group's transactions: a later operation of the
+    /// group may revert or repeat one.
+    staged_tx: HashMap<u64, usize>,
+    unprocessed: Vec<Pending>,
 }
 
 fn fill(slot: &Slot, result: Result<Outcome, Error>) {
@@ -129,6 +137,21 @@ fn is_filled(slot: &Slot) -> bool {
         .is_some()
 }
 
+fn fail_all(group: &[Pending], error: &LedgerError) {
+    for pending in group {
+        fill(&pending.slot, Err(error.clone().into()));
+    }
+}
+
+/// The message a panic carried, if it was text.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|text| text.to_string()))
+        .unwrap_or_else(|| "no message".to_string())
+}
+
 /// The queue of operations waiting for a group, and whether some caller is committing one.
 #[derive(Default)]
 pub(crate) struct Queue {
@@ -137,7 +160,7 @@ pub(crate) struct Queue {
 }
 
 /// Held by the leader while it commits a group; its drop hands leadership back and wakes the
-/// waiters, also if the commit panicked (a waiter then leads, rather than waiting forever).
+/// waiters.
 struct Leading<'a>(&'a Inner);
 
 impl Drop for Leading<'_> {
@@ -170,24 +193,34 @@ impl Ledger {
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
                 continue;
             }
+            if queue.pending.is_empty() {
+                // Every group fills each slot it took (a panic included), so an unfilled slot
+                // is always still queued; never spin on one that is not.
+                debug_assert!(false, "an operation is neither queued nor settled");
+                break;
+            }
             queue.leader_active = true;
             let count = queue.pending.len().min(inner.options.group_ops_max);
             let group: Vec<Pending> = queue.pending.drain(..count).collect();
             drop(queue);
             {
                 let _leading = Leading(inner);
-                let mut committer = inner
-                    .committer
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-                inner.commit_group(&mut committer, group);
+                let mut committer = inner.lock_committer();
+                inner.commit_group_guarded(&mut committer, group);
             }
             queue = inner.lock_queue();
         }
         drop(queue);
         slots
             .iter()
-            .map(|slot| take(slot).unwrap_or_else(|| Err(LedgerError::Closed.into())))
+            .map(|slot| {
+                take(slot).unwrap_or_else(|| {
+                    Err(LedgerError::Storage {
+                        detail: "the group commit lost the operation".into(),
+                    }
+                    .into())
+                })
+            })
             .collect()
     }
 }
@@ -236,10 +269,30 @@ pub(crate) fn read_transaction(log: &Log, id: u64) -> Result<TransactionEntry, E
 }
 
 impl Inner {
-    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+    fn lock_queue(&self) -> MutexGuard<'_, Queue> {
         self.queue
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The committer, for the leader (or `close`). A panic never escapes a group
+    /// (`commit_group_guarded`), but should one have escaped with the lock held, nothing the
+    /// committer holds is trusted again: the ledger is poisoned and the hot rows forgotten.
+    pub(crate) fn lock_committer(&self) -> MutexGuard<'_, Committer> {
+        match self.committer.lock() {
+            Ok(committer) => committer,
+            Err(poisoned) => {
+                let mut committer = poisoned.into_inner();
+                self.poison();
+                committer.hot.clear();
+                committer
+            }
+        }
+    }
+
+    /// Refuses every later write until the store is reopened.
+    pub(crate) fn poison(&self) {
+        self.poisoned.store(true, Ordering::SeqCst);
     }
 
     fn refusal(&self) -> Option<LedgerError> {
@@ -252,148 +305,132 @@ impl Inner {
         }
     }
 
+    /// Commits one group, turning a panic inside it (a user's clock, or a bug) into a
+    /// poisoned ledger and an `OutcomeUnknown` for each of the group's operations that has no
+    /// result yet: unwinding has aborted the group's state transaction, its hot rows are
+    /// forgotten, and whether its entries reached the log is not known here. Every earlier
+    /// group's state was committed before its callers returned, so reads stay right.
+    fn commit_group_guarded(&self, committer: &mut Committer, group: Vec<Pending>) {
+        let slots: Vec<Slot> = group.iter().map(|pending| pending.slot.clone()).collect();
+        let committed = catch_unwind(AssertUnwindSafe(|| self.commit_group(committer, group)));
+        let Err(panic) = committed else {
+            return;
+        };
+        self.poison();
+        committer.hot.clear();
+        let error = LedgerError::OutcomeUnknown {
+            detail: format!("a panic while committing a group: {}", panic_text(&*panic)),
+        };
+        for slot in slots.iter().filter(|slot| !is_filled(slot)) {
+            fill(slot, Err(error.clone().into()));
+        }
+    }
+
     /// Commits one group, filling every slot of it (or returning unprocessed operations to
     /// the front of the queue when the group's bytes would pass the log's batch bound).
     fn commit_group(&self, committer: &mut Committer, group: Vec<Pending>) {
         if let Some(refusal) = self.refusal() {
-            for pending in &group {
-                fill(&pending.slot, Err(refusal.clone().into()));
-            }
+            fail_all(&group, &refusal);
             return;
         }
         let checkpoint = committer.groups_since_checkpoint + 1 >= self.options.checkpoint_groups
             || committer.last_checkpoint.elapsed() >= self.options.checkpoint_interval;
         match self.commit_group_inner(committer, group, checkpoint) {
-            Ok(true) if checkpoint => {
+            Ok(true) => {
                 committer.groups_since_checkpoint = 0;
                 committer.last_checkpoint = Instant::now();
             }
-            Ok(_) => committer.groups_since_checkpoint += 1,
+            Ok(false) => committer.groups_since_checkpoint += 1,
             Err(()) => {}
         }
     }
 
-    /// Commits the open state transaction, if any (durably for a checkpoint). A failure
-    /// poisons the ledger: redb latches I/O failures, and the log holds what was lost.
-    pub(crate) fn commit_state_txn(
-        &self,
-        committer: &mut Committer,
-        durable: bool,
-    ) -> Result<(), crate::state::StateError> {
-        committer.groups_in_txn = 0;
-        self.state_pending.store(false, Ordering::SeqCst);
-        let Some(mut open) = committer.txn.take() else {
-            return Ok(());
-        };
-        if let Err(error) = open.with_dependent_mut(|_, tables| committer.hot.flush(tables)) {
-            committer.hot.clear();
-            self.poisoned.store(true, Ordering::SeqCst);
-            return Err(error);
-        }
-        let mut txn = open.into_owner();
-        let committed = (|| {
-            if durable {
-                txn.set_durability(redb::Durability::Immediate)
-                    .map_err(|error| StateError::from(redb::Error::from(error)))?;
-                txn.set_quick_repair(true);
-            }
-            self.state.commit(txn)
-        })();
-        committed.inspect_err(|_| {
-            // The flush marked the hot rows clean for a transaction that did not commit.
-            committer.hot.clear();
-            self.poisoned.store(true, Ordering::SeqCst);
-        })
-    }
-
-    /// Drops the state transaction (aborting whatever it holds) and applies the `groups`
-    /// committed groups it held again from the log, so that reads still see every write that
-    /// returned Ok.
-    fn drop_state_txn(&self, committer: &mut Committer, open: OpenState, groups: u32) {
-        let _ = open.into_owner().abort();
-        committer.hot.clear();
-        committer.groups_in_txn = 0;
-        self.state_pending.store(false, Ordering::SeqCst);
-        if groups > 0 {
-            self.reapply_dropped_groups();
-        }
-    }
-
-    /// Applies the entries past the state's watermark from the log, as open does, or poisons
-    /// the ledger.
-    fn reapply_dropped_groups(&self) {
-        let reapplied = (|| -> Result<(), Error> {
-            let watermark = crate::state::StateView::watermark(&self.state.read_tables()?)?;
-            let mut applier = crate::state::catchup::Applier::new(&self.state);
-            replay::drive(
-                &self.log,
-                watermark.seq + 1,
-                self.log.head().seq,
-                &mut applier,
-                &mut |_| {},
-            )?;
-            Ok(())
-        })();
-        if reapplied.is_err() {
-            self.poisoned.store(true, Ordering::SeqCst);
-        }
-    }
-
-    /// Returns Ok(whether a state transaction was committed), Err when the group failed (its
-    /// slots are filled with the errors).
+    /// Begins the group's state transaction, validates and applies its operations, appends
+    /// the accepted entries to the log, commits the state and hands out the results. Returns
+    /// Ok(whether the state commit was a checkpoint), Err when the group failed (its slots
+    /// are filled with the errors).
     fn commit_group_inner(
         &self,
         committer: &mut Committer,
         group: Vec<Pending>,
         checkpoint: bool,
     ) -> Result<bool, ()> {
-        let fail_all = |group: &[Pending], error: &dyn Fn() -> Error| {
-            for pending in group {
-                fill(&pending.slot, Err(error()));
-            }
-        };
-        let groups_before = committer.groups_in_txn;
-        let opened = match committer.txn.take() {
-            Some(open) => Ok(open),
-            None => OpenState::begin(&self.state),
-        };
-        let mut open = match opened {
+        let mut open = match OpenState::begin(&self.state, checkpoint) {
             Ok(open) => open,
             Err(error) => {
                 // redb latches an I/O failure: only a reopen brings the state back.
-                self.poisoned.store(true, Ordering::SeqCst);
+                self.poison();
                 let detail = error.to_string();
-                fail_all(&group, &|| {
-                    LedgerError::Storage {
-                        detail: detail.clone(),
-                    }
-                    .into()
-                });
+                fail_all(&group, &LedgerError::Storage { detail });
                 return Err(());
             }
         };
         let now = (self.options.clock)();
-        let mut bodies: Vec<Vec<u8>> = Vec::new();
-        let mut staged: Vec<Staged> = Vec::new();
-        // Seq -> position in `staged`, for the group's transactions: a later operation of the
-        // group may revert or repeat one.
-        let mut staged_tx: HashMap<u64, usize> = HashMap::new();
-        let head = self.log.head();
         let mut group = group;
-        let mut unprocessed = Vec::new();
-        // A failure of the state leaves the transaction with a partial write: nothing of
-        // this group may stand (handled below, once the tables are closed).
-        let hot = &mut committer.hot;
-        let state_failure: Option<String> = open.with_dependent_mut(|_, tables| {
+        let staging = match self.stage(&mut open, &mut committer.hot, &mut group, now) {
+            Ok(staging) => staging,
+            Err(detail) => {
+                // A failure of the state leaves the transaction with a partial write: nothing
+                // of this group may stand.
+                drop(open);
+                committer.hot.clear();
+                self.poison();
+                fail_all(&group, &LedgerError::Storage { detail });
+                return Err(());
+            }
+        };
+        let Staging {
+            bodies,
+            staged,
+            staged_tx,
+            unprocessed,
+        } = staging;
+        self.requeue(unprocessed);
+        if bodies.is_empty() {
+            // Validation only read: nothing to append or commit.
+            drop(open);
+            self.deliver(&group, staged, &[], &staged_tx);
+            return Ok(false);
+        }
+        let appended = match self.log.append(&bodies) {
+            Ok(appended) => appended,
+            Err(error) => {
+                // The group's rows are in the transaction and the hot rows: both go.
+                drop(open);
+                committer.hot.clear();
+                self.fail_append(&group, staged, &error);
+                return Err(());
+            }
+        };
+        let durable = self.finish_state(committer, open, &appended, checkpoint);
+        self.deliver(&group, staged, &appended, &staged_tx);
+        Ok(durable)
+    }
+
+    /// Validates each operation of `group` in order against the tables as the earlier ones
+    /// left them, encodes the accepted entries and applies them to the transaction. The
+    /// operations past the log's batch bound are split off `group` into `unprocessed`. Err
+    /// (with what failed) when applying an accepted entry failed: the transaction then holds a
+    /// partial write.
+    fn stage(
+        &self,
+        open: &mut OpenState,
+        hot: &mut HotRows,
+        group: &mut Vec<Pending>,
+        now: i64,
+    ) -> Result<Staging, String> {
+        let head = self.log.head();
+        let mut staging = Staging::default();
+        open.with_dependent_mut(|_, tables| {
             let mut staged_state = StagedTables { tables, hot };
             let mut bytes_total = 0usize;
-            for (position, pending) in group.iter().enumerate() {
-                let seq = head.seq + 1 + bodies.len() as u64;
+            for position in 0..group.len() {
+                let seq = head.seq + 1 + staging.bodies.len() as u64;
                 let decision = {
                     let entries = GroupEntries {
                         log: &self.log,
-                        staged: &staged,
-                        positions: &staged_tx,
+                        staged: &staging.staged,
+                        positions: &staging.staged_tx,
                     };
                     let ctx = Context {
                         view: &staged_state,
@@ -401,87 +438,55 @@ impl Inner {
                         now,
                         seq,
                     };
-                    validate::validate(&ctx, &pending.op)
+                    validate::validate(&ctx, &group[position].op)
                 };
                 let body = match decision {
                     Ok(Decision::Append(body)) => body,
                     Ok(Decision::Replay(id)) => {
-                        staged.push(Staged::Replay(id));
+                        staging.staged.push(Staged::Replay(id));
                         continue;
                     }
                     Ok(Decision::Unchanged) => {
-                        staged.push(Staged::Done(Ok(Outcome::Unchanged)));
+                        staging.staged.push(Staged::Done(Ok(Outcome::Unchanged)));
                         continue;
                     }
                     Err(error) => {
-                        staged.push(Staged::Done(Err(error)));
+                        staging.staged.push(Staged::Done(Err(error)));
                         continue;
                     }
                 };
                 let encoded = match encode_bounded(&body) {
                     Ok(encoded) => encoded,
                     Err(error) => {
-                        staged.push(Staged::Done(Err(error)));
+                        staging.staged.push(Staged::Done(Err(error)));
                         continue;
                     }
                 };
                 let record_bytes = FRAME_PREFIX_BYTES + PAYLOAD_FIXED_BYTES + encoded.len();
                 if bytes_total + record_bytes > BATCH_BYTES_MAX {
-                    unprocessed = group.split_off(position);
+                    staging.unprocessed = group.split_off(position);
                     break;
                 }
-                if let Err(error) = apply(&mut staged_state, seq, &body) {
-                    return Some(error.to_string());
-                }
+                apply(&mut staged_state, seq, &body).map_err(|error| error.to_string())?;
                 bytes_total += record_bytes;
                 if let EntryBody::Transaction(_) = &body {
-                    staged_tx.insert(seq, staged.len());
+                    staging.staged_tx.insert(seq, staging.staged.len());
                 }
-                staged.push(Staged::Entry {
-                    index: bodies.len(),
+                staging.staged.push(Staged::Entry {
+                    index: staging.bodies.len(),
                     body,
                 });
-                bodies.push(encoded);
+                staging.bodies.push(encoded);
             }
-            None
-        });
-        if let Some(detail) = state_failure {
-            self.drop_state_txn(committer, open, groups_before);
-            self.poisoned.store(true, Ordering::SeqCst);
-            fail_all(&group, &|| {
-                LedgerError::Storage {
-                    detail: detail.clone(),
-                }
-                .into()
-            });
-            self.requeue(unprocessed);
-            return Err(());
-        }
-        self.requeue(unprocessed);
-        if bodies.is_empty() {
-            // Validation only reads: the transaction holds what it held before this group.
-            committer.txn = Some(open);
-            self.deliver(&group, staged, &[], &staged_tx);
-            return Ok(false);
-        }
-        let appended = match self.log.append(&bodies) {
-            Ok(appended) => appended,
-            Err(error) => {
-                // The group's writes cannot be taken out of the transaction alone.
-                self.drop_state_txn(committer, open, groups_before);
-                self.fail_append(&group, staged, &error);
-                return Err(());
-            }
-        };
-        let committed = self.finish_state(committer, open, &appended, checkpoint);
-        self.deliver(&group, staged, &appended, &staged_tx);
-        Ok(committed)
+            Ok(staging)
+        })
     }
 
-    /// Records the watermark, then commits the state transaction (durably for a checkpoint)
-    /// or leaves it open for the next groups. Returns whether it committed. The log already
-    /// holds the group, so a failure here loses nothing, but the state is now behind: refuse
-    /// writes until a reopen catches it up.
+    /// Writes the group's hot rows and its watermark (the last entry's seq and `block_hash`)
+    /// into its transaction and commits it (durably for a checkpoint), before any caller
+    /// learns its result. Returns whether it made a checkpoint. The log already holds the
+    /// group, so a failure here loses nothing; the ledger is poisoned (redb latches I/O
+    /// failures) and the state caught up from the log, so that reads still show the group.
     fn finish_state(
         &self,
         committer: &mut Committer,
@@ -498,23 +503,39 @@ impl Inner {
         };
         let hot = &mut committer.hot;
         let recorded = open.with_dependent_mut(|_, tables| {
-            hot.write_cold(tables)?;
+            hot.flush(tables)?;
             set_watermark(tables, watermark)
         });
-        if recorded.is_err() {
-            self.drop_state_txn(committer, open, committer.groups_in_txn);
-            self.poisoned.store(true, Ordering::SeqCst);
-            return false;
+        let committed = recorded.and_then(|()| self.state.commit(open.into_owner()));
+        if committed.is_ok() {
+            return checkpoint;
         }
-        committer.txn = Some(open);
-        committer.groups_in_txn += 1;
-        if checkpoint || committer.groups_in_txn >= self.options.state_commit_groups {
-            return self.commit_state_txn(committer, checkpoint).is_ok();
-        }
-        // Set before the callers learn their results, so that a read they make next sees
-        // the flag and settles the state first.
-        self.state_pending.store(true, Ordering::SeqCst);
+        // The flush marked rows clean for a transaction that did not commit.
+        committer.hot.clear();
+        self.poison();
+        self.catch_up_state();
         false
+    }
+
+    /// Applies the entries past the state's watermark from the log, as open does, after a
+    /// state commit failed; if even that fails, reads are refused (`StateBehind`) until a
+    /// reopen, rather than answered without entries that were acknowledged.
+    fn catch_up_state(&self) {
+        let caught_up = (|| -> Result<(), Error> {
+            let watermark = crate::state::StateView::watermark(&self.state.read_tables()?)?;
+            let mut applier = crate::state::catchup::Applier::new(&self.state);
+            replay::drive(
+                &self.log,
+                watermark.seq + 1,
+                self.log.head().seq,
+                &mut applier,
+                &mut |_| {},
+            )?;
+            Ok(())
+        })();
+        if caught_up.is_err() {
+            self.state_behind.store(true, Ordering::SeqCst);
+        }
     }
 
     fn requeue(&self, unprocessed: Vec<Pending>) {
@@ -530,40 +551,24 @@ impl Inner {
     /// The log refused or failed the append: nothing of the group is in the state. A clean
     /// failure fails the accepted operations; an unknown outcome also poisons the ledger.
     fn fail_append(&self, group: &[Pending], staged: Vec<Staged>, error: &LogError) {
-        let make: Box<dyn Fn() -> Error> = match error {
-            LogError::NoSpace { source } => {
-                let detail = source.to_string();
-                Box::new(move || {
-                    LedgerError::NoSpace {
-                        detail: detail.clone(),
-                    }
-                    .into()
-                })
-            }
+        let failure = match error {
+            LogError::NoSpace { source } => LedgerError::NoSpace {
+                detail: source.to_string(),
+            },
             LogError::OutcomeUnknown { .. } | LogError::Poisoned => {
-                self.poisoned.store(true, Ordering::SeqCst);
-                let detail = error.to_string();
-                Box::new(move || {
-                    LedgerError::OutcomeUnknown {
-                        detail: detail.clone(),
-                    }
-                    .into()
-                })
+                self.poison();
+                LedgerError::OutcomeUnknown {
+                    detail: error.to_string(),
+                }
             }
-            other => {
-                let detail = other.to_string();
-                Box::new(move || {
-                    LedgerError::Storage {
-                        detail: detail.clone(),
-                    }
-                    .into()
-                })
-            }
+            other => LedgerError::Storage {
+                detail: other.to_string(),
+            },
         };
         for (pending, staged) in group.iter().zip(staged) {
             let result = match staged {
                 Staged::Done(result) => result,
-                Staged::Entry { .. } | Staged::Replay(_) => Err(make()),
+                Staged::Entry { .. } | Staged::Replay(_) => Err(failure.clone().into()),
             };
             fill(&pending.slot, result);
         }

@@ -103,6 +103,11 @@ pub enum LedgerError {
         "the ledger refuses writes after an earlier failure with an unknown outcome; reopen it"
     )]
     Poisoned,
+    /// A state commit failed after its group reached the log, and catching the state up from
+    /// the log failed too: the state lacks acknowledged entries, so reads are refused rather
+    /// than answered without them. Reopen the store (open catches the state up).
+    #[error("the state lacks acknowledged entries after a failed state commit; reopen the store")]
+    StateBehind,
     /// Another handle or process has the store open.
     #[error("store is in use by another process or handle: {path}")]
     StoreInUse { path: String },

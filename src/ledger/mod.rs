@@ -50,9 +50,6 @@ pub struct LedgerOptions {
     pub checkpoint_interval: Duration,
     /// Most operations committed in one group (one fsync).
     pub group_ops_max: usize,
-    /// Most groups applied in one state (redb) write transaction before it commits; a read
-    /// commits it sooner. 1 commits the state with every group.
-    pub state_commit_groups: u32,
     /// The clock for `inserted_at` and default timestamps.
     pub clock: Clock,
 }
@@ -64,7 +61,6 @@ impl Default for LedgerOptions {
             checkpoint_groups: 256,
             checkpoint_interval: Duration::from_secs(1),
             group_ops_max: 4096,
-            state_commit_groups: 64,
             clock: Arc::new(|| Timestamp::now().0),
         }
     }
@@ -77,7 +73,6 @@ impl std::fmt::Debug for LedgerOptions {
             .field("checkpoint_groups", &self.checkpoint_groups)
             .field("checkpoint_interval", &self.checkpoint_interval)
             .field("group_ops_max", &self.group_ops_max)
-            .field("state_commit_groups", &self.state_commit_groups)
             .finish_non_exhaustive()
     }
 }
@@ -126,8 +121,9 @@ struct Inner {
     /// Writes are refused once a write's outcome is unknown, until the store is reopened.
     poisoned: AtomicBool,
     closed: AtomicBool,
-    /// The committer holds an open state transaction with committed groups in it.
-    state_pending: AtomicBool,
+    /// A state commit failed and catching the state up from the log failed too: the state
+    /// lacks acknowledged entries, so reads are refused until a reopen.
+    state_behind: AtomicBool,
     committer: Mutex<Committer>,
     queue: Mutex<commit::Queue>,
     /// Signalled when a leader finishes a group.
@@ -154,15 +150,16 @@ impl Ledger {
         Ledger::open_with(Arc::new(RealFs), dir.as_ref(), LedgerOptions::default())
     }
 
-    /// Creates a new store on a given file system.
+    /// Creates a new store on a given file system. Options that cannot work and an empty or
+    /// non-directory path are refused (`InvalidInput`) before anything is written.
     pub fn create_with(
         vfs: Arc<dyn Vfs>,
         dir: &Path,
         options: LedgerOptions,
     ) -> Result<Ledger, Error> {
-        let io = |error: std::io::Error| LedgerError::Storage {
-            detail: format!("{}: {error}", dir.display()),
-        };
+        options.check()?;
+        check_dir(dir)?;
+        let io = |error: std::io::Error| storage_or_not_a_directory(dir, error);
         if vfs.exists(dir).map_err(io)? {
             // A lone lock file is what a create or open that stopped early leaves behind.
             let entries = vfs.list(dir).map_err(io)?;
@@ -193,6 +190,8 @@ impl Ledger {
         dir: &Path,
         options: LedgerOptions,
     ) -> Result<Ledger, Error> {
+        options.check()?;
+        check_dir(dir)?;
         let lock = lock_store(&*vfs, dir)?;
         Ledger::open_locked(vfs, dir, options, lock)
     }
@@ -258,7 +257,7 @@ impl Ledger {
                 open_report,
                 poisoned: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
-                state_pending: AtomicBool::new(false),
+                state_behind: AtomicBool::new(false),
                 _lock: lock,
             }),
         })
@@ -290,20 +289,70 @@ impl Ledger {
     /// locked until the last handle (and every clone) is dropped; after `close`, writes fail
     /// with `Closed`.
     pub fn close(&self) -> Result<(), Error> {
-        let mut committer = self
-            .inner
-            .committer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Taken so that a group in progress finishes before the checkpoint.
+        let _committer = self.inner.lock_committer();
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
         if !self.inner.poisoned.load(Ordering::SeqCst) {
-            self.inner.commit_state_txn(&mut committer, true)?;
             self.inner.state.checkpoint()?;
         }
         self.inner.log.close()?;
         Ok(())
+    }
+}
+
+impl LedgerOptions {
+    /// Refuses options that cannot work (`InvalidInput`, naming the option), before a store
+    /// is touched: no group could ever take an operation with `group_ops_max` 0.
+    fn check(&self) -> Result<(), Error> {
+        let at_least_one = |field: &'static str| LedgerError::InvalidInput {
+            field,
+            value: "0".to_string(),
+            reason: "must be at least 1",
+        };
+        if self.group_ops_max == 0 {
+            return Err(at_least_one("group_ops_max").into());
+        }
+        if self.checkpoint_groups == 0 {
+            return Err(at_least_one("checkpoint_groups").into());
+        }
+        crate::log::check_options(&log_options(self, 0)).map_err(|_| {
+            LedgerError::InvalidInput {
+                field: "segment_bytes",
+                value: self.segment_bytes.to_string(),
+                reason: "must be between 4 KiB and 1 GiB",
+            }
+        })?;
+        Ok(())
+    }
+}
+
+/// Refuses an empty store path: it would name the current directory, and a store made there
+/// by mistake would mix with whatever the directory holds.
+fn check_dir(dir: &Path) -> Result<(), LedgerError> {
+    if dir.as_os_str().is_empty() {
+        return Err(LedgerError::InvalidInput {
+            field: "store directory",
+            value: String::new(),
+            reason: "is empty",
+        });
+    }
+    Ok(())
+}
+
+/// A file system error on the store's directory: `InvalidInput` when the path names something
+/// other than a directory, `Storage` otherwise.
+fn storage_or_not_a_directory(dir: &Path, error: std::io::Error) -> LedgerError {
+    if error.kind() == std::io::ErrorKind::NotADirectory {
+        return LedgerError::InvalidInput {
+            field: "store directory",
+            value: dir.display().to_string(),
+            reason: "is not a directory",
+        };
+    }
+    LedgerError::Storage {
+        detail: format!("{}: {error}", dir.display()),
     }
 }
 
@@ -534,27 +583,19 @@ impl Ledger {
         }
     }
 
-    /// The materialized state, settled (for the outbox's cursor reads).
+    /// The materialized state (for the outbox's cursor reads).
     pub(crate) fn state(&self) -> Result<&State, Error> {
-        self.settle_state()?;
+        self.check_readable()?;
         Ok(&self.inner.state)
     }
 
-    /// Commits the state transaction the committer holds open, if it holds committed groups,
-    /// so that a read sees every write that returned before it. Waits for a group in progress.
-    pub(crate) fn settle_state(&self) -> Result<(), Error> {
-        if !self.inner.state_pending.load(Ordering::SeqCst) {
-            return Ok(());
+    /// Reads never wait for a writer: every group commits its state before its callers
+    /// return, so the last state commit holds every write that returned. Only a state that
+    /// could not record an acknowledged group refuses reads (`StateBehind`).
+    pub(crate) fn check_readable(&self) -> Result<(), Error> {
+        if self.inner.state_behind.load(Ordering::SeqCst) {
+            return Err(LedgerError::StateBehind.into());
         }
-        let mut committer = self
-            .inner
-            .committer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if self.inner.poisoned.load(Ordering::SeqCst) {
-            // The open transaction may hold a partial group: reads see the last commit.
-            return Ok(());
-        }
-        Ok(self.inner.commit_state_txn(&mut committer, false)?)
+        Ok(())
     }
 }

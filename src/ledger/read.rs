@@ -150,7 +150,7 @@ fn volumes_rows(
 
 impl Ledger {
     fn tables(&self) -> Result<ReadTables, Error> {
-        self.settle_state()?;
+        self.check_readable()?;
         Ok(self.inner.state.read_tables()?)
     }
 
@@ -158,7 +158,7 @@ impl Ledger {
     /// more than the lookup itself), from the snapshot the reads since the last state commit
     /// share.
     fn volumes_table(&self) -> Result<Arc<VolumesTable>, Error> {
-        self.settle_state()?;
+        self.check_readable()?;
         Ok(self.inner.state.volumes_snapshot()?)
     }
 

@@ -314,7 +314,8 @@ impl Log {
     }
 }
 
-fn check_options(options: &LogOptions) -> Result<(), LogError> {
+/// Refuses options the log cannot work with.
+pub(crate) fn check_options(options: &LogOptions) -> Result<(), LogError> {
     let range = format::SEGMENT_BYTES_MIN..=format::SEGMENT_BYTES_MAX;
     if !range.contains(&options.segment_bytes) {
         return Err(LogError::InvalidOption(

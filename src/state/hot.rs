@@ -1,13 +1,12 @@
 //! The hot rows: the volumes and posting sequences that every transaction reads and rewrites,
-//! kept in memory in front of a write transaction's tables and written to redb later
-//! (write-behind). An account posted to a hundred times in a row costs a hundred hash-map
-//! updates and one B-tree insert, instead of a hundred B-tree reads and a hundred inserts.
+//! kept in memory in front of a write transaction's tables and written to redb once per
+//! transaction (write-behind). An account posted to a hundred times in one group or catch-up
+//! batch costs a hundred hash-map updates and one B-tree insert, instead of a hundred B-tree
+//! reads and a hundred inserts.
 //!
 //! What is in memory is either clean (equal to the row in the tables) or dirty (newer, not yet
-//! written). At the end of each group the committer writes the dirty rows that group did not
-//! touch ([`HotRows::write_cold`]): a row waits at most one group, so the work is spread evenly
-//! over the groups, while a row every group touches (a till, `world`) is written only when the
-//! transaction commits. [`HotRows::flush`] writes what is left before the transaction commits; a
+//! written). [`HotRows::flush`] writes the dirty rows before the transaction commits (the group
+//! commit does it for every group, so that readers see each group once its fsync returned); a
 //! transaction that is dropped instead takes its dirty rows with it ([`HotRows::clear`]). Clean
 //! rows stay across commits, up to [`HOT_ROWS_MAX`], so a store's busy accounts are read from
 //! redb once.
@@ -25,13 +24,11 @@ use crate::ledger::model::{Metadata, Overdraft, Volumes};
 /// Rows kept in memory at most; past it, a flush also forgets the clean ones.
 pub const HOT_ROWS_MAX: usize = 1 << 17;
 
-/// A row in memory: whether the tables still hold an older value of it, and the generation
-/// (group) that last wrote it.
+/// A row in memory, and whether the tables still hold an older value of it.
 #[derive(Debug, Clone, Copy)]
 struct Cached<T> {
     value: T,
     dirty: bool,
-    touched: u64,
 }
 
 /// Volumes and posting sequences in front of the tables (see the module documentation).
@@ -46,8 +43,6 @@ pub struct HotRows {
     /// The keys of the dirty rows of `volumes` and of `posting_seqs`, each once.
     dirty_volumes: Vec<Vec<u8>>,
     dirty_posting_seqs: Vec<Vec<u8>>,
-    /// Advanced by [`HotRows::write_cold`], once per group.
-    generation: u64,
     /// [`HOT_ROWS_MAX`], but for tests.
     rows_max: usize,
 }
@@ -109,29 +104,21 @@ fn write_posting_seq(
     Ok(())
 }
 
-/// Writes the rows listed in `dirty` (keys of `rows`) that `hold` does not hold back and marks
-/// them clean; the held-back keys stay listed. On an error the caller drops the transaction
-/// and clears the hot rows.
+/// Writes the rows listed in `dirty` (keys of `rows`) and marks them clean. On an error the
+/// caller drops the transaction and clears the hot rows.
 fn write_dirty<T: Copy>(
     tables: &mut WriteTables<'_>,
     rows: &mut HashMap<Vec<u8>, Cached<T>>,
     dirty: &mut Vec<Vec<u8>>,
-    hold: impl Fn(&Cached<T>) -> bool,
     write: fn(&mut WriteTables<'_>, &[u8], T) -> Result<(), StateError>,
 ) -> Result<(), StateError> {
-    let mut held = Vec::new();
     for key in std::mem::take(dirty) {
         let Some(cached) = rows.get_mut(&key) else {
             unreachable!("a listed dirty key is in its map");
         };
-        if hold(cached) {
-            held.push(key);
-            continue;
-        }
         write(tables, &key, cached.value)?;
         cached.dirty = false;
     }
-    *dirty = held;
     Ok(())
 }
 
@@ -168,7 +155,6 @@ impl HotRows {
             ledgers: HashSet::new(),
             dirty_volumes: Vec::new(),
             dirty_posting_seqs: Vec::new(),
-            generation: 0,
             rows_max,
         }
     }
@@ -188,11 +174,7 @@ impl HotRows {
     }
 
     fn put_volumes(&mut self, key: Vec<u8>, value: VolumesRow) {
-        let row = Cached {
-            value,
-            dirty: true,
-            touched: self.generation,
-        };
+        let row = Cached { value, dirty: true };
         put(&mut self.volumes, &mut self.dirty_volumes, key, row);
     }
 
@@ -200,7 +182,6 @@ impl HotRows {
         let row = Cached {
             value: Some(posting_seq),
             dirty: true,
-            touched: self.generation,
         };
         put(
             &mut self.posting_seqs,
@@ -214,41 +195,22 @@ impl HotRows {
         self.volumes.len() + self.posting_seqs.len() + self.ledgers.len()
     }
 
-    /// Writes the dirty rows, except those last written in generation `hold` (if any).
-    fn write_rows(
-        &mut self,
-        tables: &mut WriteTables<'_>,
-        hold: Option<u64>,
-    ) -> Result<(), StateError> {
+    /// Writes every dirty row to the tables and marks them clean; past [`HOT_ROWS_MAX`] rows,
+    /// forgets them all instead. (Sorting the rows first saved no instructions in redb's
+    /// inserts and cost 1% of a verify: callgrind, `examples/profile verify`.)
+    pub fn flush(&mut self, tables: &mut WriteTables<'_>) -> Result<(), StateError> {
         write_dirty(
             tables,
             &mut self.volumes,
             &mut self.dirty_volumes,
-            |cached| Some(cached.touched) == hold,
             write_volumes,
         )?;
         write_dirty(
             tables,
             &mut self.posting_seqs,
             &mut self.dirty_posting_seqs,
-            |cached| Some(cached.touched) == hold,
             write_posting_seq,
-        )
-    }
-
-    /// Writes the dirty rows that the current generation (the group just applied) did not
-    /// write, then starts the next generation.
-    pub fn write_cold(&mut self, tables: &mut WriteTables<'_>) -> Result<(), StateError> {
-        let generation = self.generation;
-        self.generation += 1;
-        self.write_rows(tables, Some(generation))
-    }
-
-    /// Writes every dirty row to the tables and marks them clean; past [`HOT_ROWS_MAX`] rows,
-    /// forgets them all instead. (Sorting the rows first saved no instructions in redb's
-    /// inserts and cost 1% of a verify: callgrind, `examples/profile verify`.)
-    pub fn flush(&mut self, tables: &mut WriteTables<'_>) -> Result<(), StateError> {
-        self.write_rows(tables, None)?;
+        )?;
         if self.len() > self.rows_max {
             self.clear();
         }
@@ -445,52 +407,6 @@ mod tests {
         assert_eq!(hot.len(), 100);
         assert!(hot.volumes.values().all(|cached| !cached.dirty));
         assert!(hot.posting_seqs.values().all(|cached| !cached.dirty));
-    }
-
-    #[test]
-    fn write_cold_writes_a_row_once_a_group_passes_without_writing_it() {
-        let state = State::in_memory().unwrap();
-        let txn = state.begin_write(false).unwrap();
-        let mut tables = WriteTables::open(&txn).unwrap();
-        let mut hot = HotRows::new();
-        let stored = |tables: &WriteTables<'_>, account: &str| {
-            tables.volumes("main", account, "USD").unwrap()
-        };
-        let swap = |tables: &mut WriteTables<'_>, hot: &mut HotRows, account: &str, n: i64| {
-            StagedTables { tables, hot }
-                .swap_volumes("main", account, "USD", row(n))
-                .unwrap()
-        };
-        // Group 0 writes a and b: both stay in memory.
-        swap(&mut tables, &mut hot, "a", 1);
-        swap(&mut tables, &mut hot, "b", 1);
-        hot.write_cold(&mut tables).unwrap();
-        assert_eq!(stored(&tables, "a"), Volumes::default());
-        assert_eq!(stored(&tables, "b"), Volumes::default());
-        assert_eq!(hot.dirty_rows(), 2);
-        // Group 1 writes a again, not b: b is written, a is held.
-        assert_eq!(swap(&mut tables, &mut hot, "a", 2), row(1).volumes());
-        hot.write_cold(&mut tables).unwrap();
-        assert_eq!(stored(&tables, "b"), row(1).volumes());
-        assert_eq!(stored(&tables, "a"), Volumes::default());
-        assert_eq!(hot.dirty_rows(), 1);
-        // b is clean and still read from memory; a's newest value is what reads see.
-        let staged = StagedTables {
-            tables: &mut tables,
-            hot: &mut hot,
-        };
-        assert_eq!(
-            staged.volumes("main", "a", "USD").unwrap(),
-            row(2).volumes()
-        );
-        assert_eq!(
-            staged.volumes("main", "b", "USD").unwrap(),
-            row(1).volumes()
-        );
-        // The commit's flush writes what is left.
-        hot.flush(&mut tables).unwrap();
-        assert_eq!(stored(&tables, "a"), row(2).volumes());
-        assert_eq!(hot.dirty_rows(), 0);
     }
 
     #[test]

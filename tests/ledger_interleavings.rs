@@ -1,0 +1,424 @@
+//! Interleavings of the group commit that single-threaded tests never reach, forced with a file
+//! system that holds an fsync until the test lets it go, and with a clock that panics. The
+//! invariant: a read made after a write returned Ok sees that write, whatever group another
+//! thread is committing, and never waits for that group; a panic inside a group poisons the
+//! ledger, fails every operation of the group (no caller hangs), and leaves the store with every
+//! acknowledged transaction exactly once.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails on any error"
+)]
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use folio::log::sim::{Fault, FaultError, OpKind, SimFs};
+use folio::log::vfs::{FileBytes, LockGuard, OpenMode, RealFs, Vfs, VfsFile};
+use folio::{Error, Ledger, LedgerOptions, PostRequest, Posting};
+use rust_decimal::Decimal;
+
+const LEDGER: &str = "main";
+const ASSET: &str = "USD/2";
+/// Long enough that a call which does not return in it is waiting for something that will
+/// not come without the test.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn sale(reference: &str, amount: &str) -> PostRequest {
+    let posting = Posting::new("world", "till:1", amount, ASSET).unwrap();
+    PostRequest::new(LEDGER, vec![posting]).with_reference(reference)
+}
+
+fn till(ledger: &Ledger) -> Result<Decimal, Error> {
+    Ok(ledger
+        .balance(LEDGER, "till:1")?
+        .get(ASSET)
+        .copied()
+        .unwrap_or_default())
+}
+
+/// Runs `work` on its own thread and returns its result, or None if it did not finish within
+/// [`PATIENCE`] (the thread is then left behind, blocked).
+fn within_patience<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send(work());
+    });
+    receiver.recv_timeout(PATIENCE).ok()
+}
+
+/// Holds the first `sync_data` of a file whose path contains `needle`, once armed, until
+/// released: the caller is then provably inside that fsync.
+#[derive(Debug, Default)]
+struct Gate {
+    needle: String,
+    /// 0: open; 1: armed; 2: holding a sync; 3: released.
+    phase: Mutex<u8>,
+    changed: Condvar,
+}
+
+impl Gate {
+    fn new(needle: &str) -> Arc<Gate> {
+        Arc::new(Gate {
+            needle: needle.to_string(),
+            ..Gate::default()
+        })
+    }
+
+    fn set(&self, phase: u8) {
+        *self.phase.lock().unwrap() = phase;
+        self.changed.notify_all();
+    }
+
+    fn arm(&self) {
+        self.set(1);
+    }
+
+    fn release(&self) {
+        self.set(3);
+    }
+
+    /// Waits until a sync is held; false if none came within [`PATIENCE`].
+    fn wait_holding(&self) -> bool {
+        let phase = self.phase.lock().unwrap();
+        let (phase, _) = self
+            .changed
+            .wait_timeout_while(phase, PATIENCE, |phase| *phase != 2)
+            .unwrap();
+        *phase == 2
+    }
+
+    fn on_sync(&self, path: &Path) {
+        if !path.to_string_lossy().contains(&self.needle) {
+            return;
+        }
+        let mut phase = self.phase.lock().unwrap();
+        if *phase != 1 {
+            return;
+        }
+        *phase = 2;
+        self.changed.notify_all();
+        let _released = self.changed.wait_while(phase, |phase| *phase != 3).unwrap();
+    }
+}
+
+/// The real file system, with a [`Gate`] on `sync_data`. A sync that follows a change of the
+/// file's length passes: redb syncs a file it grows while it holds its own state lock, which
+/// readers take too, and the syncs these tests hold are those of commits.
+#[derive(Debug)]
+struct GatedFs {
+    gate: Arc<Gate>,
+}
+
+#[derive(Debug)]
+struct GatedFile {
+    inner: Arc<dyn VfsFile>,
+    path: PathBuf,
+    gate: Arc<Gate>,
+    resized: AtomicBool,
+}
+
+impl Vfs for GatedFs {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        RealFs.create_dir_all(dir)
+    }
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        RealFs.exists(path)
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        RealFs.list(dir)
+    }
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn VfsFile>> {
+        Ok(Arc::new(GatedFile {
+            inner: RealFs.open(path, mode)?,
+            path: path.to_path_buf(),
+            gate: self.gate.clone(),
+            resized: AtomicBool::new(false),
+        }))
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        RealFs.remove(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        RealFs.rename(from, to)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        RealFs.sync_dir(dir)
+    }
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
+        RealFs.lock(path)
+    }
+}
+
+impl VfsFile for GatedFile {
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.inner.read_exact_at(buf, offset)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.inner.write_all_at(buf, offset)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        if !self.resized.swap(false, Ordering::SeqCst) {
+            self.gate.on_sync(&self.path);
+        }
+        self.inner.sync_data()
+    }
+    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
+        self.resized.store(true, Ordering::SeqCst);
+        self.inner.set_len(len_bytes)
+    }
+    fn allocate(&self, len_bytes: u64) -> io::Result<()> {
+        self.resized.store(true, Ordering::SeqCst);
+        self.inner.allocate(len_bytes)
+    }
+    fn read_all(&self) -> io::Result<FileBytes> {
+        self.inner.read_all()
+    }
+}
+
+fn gated_store(gate: &Arc<Gate>, options: LedgerOptions) -> (tempfile::TempDir, Ledger) {
+    let dir = tempfile::tempdir().unwrap();
+    let vfs = Arc::new(GatedFs { gate: gate.clone() });
+    let ledger = Ledger::create_with(vfs, &dir.path().join("store"), options).unwrap();
+    (dir, ledger)
+}
+
+/// Thread B's group is a checkpoint and is held in the state file's fsync; thread A, whose post
+/// returned before, reads: it must see its own post (the lost read-your-write: B's group
+/// cleared the "state pending" flag before the rows it held were committed).
+#[test]
+fn a_read_sees_its_own_post_while_another_threads_group_checkpoints() {
+    let gate = Gate::new("state.redb");
+    let options = LedgerOptions {
+        checkpoint_groups: 3,
+        checkpoint_interval: Duration::from_secs(3_600),
+        ..LedgerOptions::default()
+    };
+    let (_dir, ledger) = gated_store(&gate, options);
+    ledger.post(sale("r1", "1.00")).unwrap();
+    ledger.post(sale("a", "2.00")).unwrap();
+    gate.arm();
+    let writer = ledger.clone();
+    let b = std::thread::spawn(move || writer.post(sale("b", "4.00")));
+    assert!(gate.wait_holding(), "B's checkpoint never synced the state");
+    let reader = ledger.clone();
+    let seen = within_patience(move || till(&reader)).expect("the read waited for B's group");
+    assert_eq!(
+        seen.unwrap(),
+        Decimal::new(300, 2),
+        "A's read misses its own post"
+    );
+    gate.release();
+    b.join().unwrap().unwrap();
+    assert_eq!(till(&ledger).unwrap(), Decimal::new(700, 2));
+    assert!(ledger.verify(&[]).unwrap().ok);
+}
+
+/// A writer's group is held inside the log's fsync, with the committer taken: reads of every
+/// kind answer meanwhile, with every acknowledged write and nothing of the group in flight.
+#[test]
+fn reads_do_not_wait_for_a_group_in_its_log_fsync() {
+    let gate = Gate::new("/log/");
+    let options = LedgerOptions {
+        checkpoint_interval: Duration::from_secs(3_600),
+        ..LedgerOptions::default()
+    };
+    let (_dir, ledger) = gated_store(&gate, options);
+    let first = ledger.post(sale("r1", "1.00")).unwrap();
+    gate.arm();
+    let writer = ledger.clone();
+    let held = std::thread::spawn(move || writer.post(sale("r2", "2.00")));
+    assert!(gate.wait_holding(), "the second post never synced the log");
+    let reader = ledger.clone();
+    let reads = within_patience(move || {
+        let balance = till(&reader).unwrap();
+        let by_id = reader.transaction(LEDGER, first.id).unwrap();
+        let by_reference = reader.transaction_by_reference(LEDGER, "r2").unwrap();
+        let account = reader.account(LEDGER, "till:1").unwrap().unwrap();
+        (
+            balance,
+            by_id.map(|tx| tx.block_hash),
+            by_reference,
+            account,
+        )
+    });
+    let (balance, by_id, by_reference, account) = reads.expect("a read waited for the writer");
+    assert_eq!(balance, Decimal::ONE);
+    assert_eq!(by_id, Some(first.block_hash));
+    assert!(
+        by_reference.is_none(),
+        "a read saw a group before its fsync returned"
+    );
+    assert_eq!(account.posting_seq, 1);
+    gate.release();
+    held.join().unwrap().unwrap();
+    assert_eq!(till(&ledger).unwrap(), Decimal::new(300, 2));
+}
+
+const CLOCK_NORMAL: u8 = 0;
+/// The next call sleeps (so that other callers queue behind its group), then arms the panic.
+const CLOCK_SLOW: u8 = 1;
+const CLOCK_PANIC: u8 = 2;
+
+fn moody_clock(mode: &Arc<AtomicU8>) -> folio::ledger::Clock {
+    let mode = mode.clone();
+    Arc::new(move || {
+        match mode.load(Ordering::SeqCst) {
+            CLOCK_SLOW => {
+                std::thread::sleep(Duration::from_millis(400));
+                mode.store(CLOCK_PANIC, Ordering::SeqCst);
+            }
+            CLOCK_PANIC => {
+                mode.store(CLOCK_NORMAL, Ordering::SeqCst);
+                panic!("the clock broke");
+            }
+            _ => {}
+        }
+        folio::Timestamp::now().0
+    })
+}
+
+/// Two callers' posts land in one group whose clock panics. Both get OUTCOME_UNKNOWN (neither
+/// hangs nor takes the panic), later writes are POISONED (so a retry cannot post an
+/// acknowledged reference twice), reads keep every acknowledged post, and after a reopen the
+/// retries settle: acknowledged references come back as repeats, failed ones post once.
+#[test]
+fn a_panic_inside_a_group_poisons_the_ledger_and_fails_every_operation_of_the_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let mode = Arc::new(AtomicU8::new(CLOCK_NORMAL));
+    let options = LedgerOptions {
+        clock: moody_clock(&mode),
+        ..LedgerOptions::default()
+    };
+    let ledger = Ledger::create_with(Arc::new(RealFs), &store, options).unwrap();
+    ledger.post(sale("a1", "1.00")).unwrap();
+    mode.store(CLOCK_SLOW, Ordering::SeqCst);
+    let slow = {
+        let ledger = ledger.clone();
+        std::thread::spawn(move || ledger.post(sale("t1", "2.00")))
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let queued: Vec<_> = ["t2", "t3"]
+        .into_iter()
+        .map(|reference| {
+            let ledger = ledger.clone();
+            let (sender, receiver) = mpsc::channel();
+            std::thread::spawn(move || {
+                let post = std::panic::AssertUnwindSafe(|| ledger.post(sale(reference, "4.00")));
+                let result = std::panic::catch_unwind(post);
+                drop(ledger);
+                let _ = sender.send(result.map_err(|_| "the post panicked"));
+            });
+            receiver
+        })
+        .collect();
+    slow.join().unwrap().unwrap();
+    for receiver in queued {
+        let result = receiver.recv_timeout(PATIENCE).expect("a caller hangs");
+        let error = result
+            .unwrap()
+            .expect_err("a post of the panicked group succeeded");
+        assert_eq!(error.code(), "OUTCOME_UNKNOWN", "{error}");
+    }
+    let retry = ledger.post(sale("a1", "1.00")).unwrap_err();
+    assert_eq!(retry.code(), "POISONED");
+    assert_eq!(till(&ledger).unwrap(), Decimal::new(300, 2));
+    drop(ledger);
+
+    let options = LedgerOptions::default();
+    let reopened = Ledger::open_with(Arc::new(RealFs), &store, options).unwrap();
+    assert!(reopened.post(sale("a1", "1.00")).unwrap().replayed);
+    assert!(reopened.post(sale("t1", "2.00")).unwrap().replayed);
+    assert!(!reopened.post(sale("t2", "4.00")).unwrap().replayed);
+    assert_eq!(till(&reopened).unwrap(), Decimal::new(700, 2));
+    assert_eq!(reopened.stats().unwrap().transactions, 3);
+    let report = reopened.verify(&[]).unwrap();
+    assert!(report.ok, "{:?}", report.first_failure);
+}
+
+/// The state commit of the first group after an open fails (one of its fsyncs, at a
+/// checkpoint) after the group reached the log: the caller has its receipt, so a read must show
+/// the group or refuse (STATE_BEHIND), never answer without it; writes are then refused, and a
+/// reopen shows the group. Each sync of the group is failed in turn; at least one of them must
+/// be a state sync after the log's.
+#[test]
+fn a_failed_state_commit_of_the_first_group_never_hides_the_group_from_reads() {
+    let mut state_failures = 0;
+    for nth in 1..=6 {
+        let fs = SimFs::new(nth);
+        let store = Path::new("/store");
+        let options = || LedgerOptions {
+            checkpoint_groups: 1,
+            ..LedgerOptions::default()
+        };
+        let ledger = Ledger::create_with(Arc::new(fs.clone()), store, options()).unwrap();
+        ledger.close().unwrap();
+        drop(ledger);
+        let ledger = Ledger::open_with(Arc::new(fs.clone()), store, options()).unwrap();
+        fs.inject(Fault {
+            op: Some(OpKind::Sync),
+            nth,
+            persist: false,
+            error: FaultError::Io,
+        });
+        let posted = ledger.post(sale("s1", "5.00"));
+        fs.clear_fault();
+        let acknowledged = match &posted {
+            Ok(_) => true,
+            Err(error) => {
+                let code = error.code();
+                assert!(
+                    matches!(code, "OUTCOME_UNKNOWN" | "STORAGE"),
+                    "sync {nth}: {error}"
+                );
+                false
+            }
+        };
+        let written = !matches!(&posted, Err(error) if error.code() == "STORAGE");
+        let poisoned = match ledger.post(sale("s2", "1.00")) {
+            Err(error) if error.code() == "POISONED" => true,
+            Err(error) => panic!("sync {nth}: {error}"),
+            Ok(_) => false,
+        };
+        let second = if poisoned {
+            Decimal::ZERO
+        } else {
+            Decimal::ONE
+        };
+        if acknowledged && poisoned {
+            state_failures += 1;
+            match till(&ledger) {
+                Ok(balance) => assert_eq!(balance, Decimal::new(500, 2), "sync {nth}"),
+                Err(error) => assert_eq!(error.code(), "STATE_BEHIND", "sync {nth}: {error}"),
+            }
+        }
+        drop(ledger);
+        let reopened = Ledger::open_with(Arc::new(fs.clone()), store, options()).unwrap();
+        let balance = till(&reopened).unwrap();
+        if acknowledged {
+            let expected = Decimal::new(500, 2) + second;
+            assert_eq!(balance, expected, "sync {nth}: lost after reopen");
+        }
+        if !written {
+            let expected = second;
+            assert_eq!(
+                balance, expected,
+                "sync {nth}: STORAGE said nothing was written"
+            );
+        }
+        assert!(reopened.verify(&[]).unwrap().ok, "sync {nth}");
+    }
+    assert!(
+        state_failures > 0,
+        "no sync failed a state commit after the log's"
+    );
+}
