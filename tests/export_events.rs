@@ -19,9 +19,10 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use support::binary::{run, serial};
+use support::binary::{folio, run, serial};
 
-use folio::{Ledger, Overdraft, PostRequest, Posting, RevertRequest, Timestamp};
+use folio::{Ledger, LedgerError, LedgerOptions, Overdraft, PostRequest, Posting, RevertRequest};
+use folio::{Timestamp, log::vfs::RealFs};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
@@ -489,6 +490,76 @@ fn since_gives_exactly_the_entries_after_it_byte_for_byte() {
     );
     let error: Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(error["error"]["code"], "SEQ_OUT_OF_RANGE");
+}
+
+#[test]
+fn a_time_outside_years_0000_to_9999_is_refused_when_posted_so_export_never_meets_one() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let ledger = Ledger::create(&path).unwrap();
+    let sale = || PostRequest::new("main", vec![posting("world", "a", "1", "USD/2")]);
+    for micros in [
+        i64::MAX,
+        i64::MIN,
+        Timestamp::MAX.0 + 1,
+        Timestamp::MIN.0 - 1,
+    ] {
+        let error = ledger
+            .post(sale().with_timestamp(Timestamp(micros)))
+            .unwrap_err();
+        assert_eq!(error.code(), "INVALID_INPUT", "{micros}: {error}");
+        assert!(
+            matches!(
+                error,
+                folio::Error::Ledger(LedgerError::InvalidInput {
+                    field: "timestamp",
+                    ..
+                })
+            ),
+            "{micros}: {error:?}"
+        );
+    }
+    assert_eq!(ledger.head().seq, 1, "nothing was written");
+    ledger.close().unwrap();
+    drop(ledger);
+    // A clock that reports an extreme: every write is refused, naming the clock.
+    for extreme in [i64::MAX, i64::MIN] {
+        let options = LedgerOptions {
+            clock: std::sync::Arc::new(move || extreme),
+            ..LedgerOptions::default()
+        };
+        let ledger = Ledger::open_with(std::sync::Arc::new(RealFs), &path, options).unwrap();
+        let error = ledger.post(sale()).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                folio::Error::Ledger(LedgerError::InvalidInput { field: "clock", .. })
+            ),
+            "{error:?}"
+        );
+        let metadata = BTreeMap::from([("k".to_string(), "v".to_string())]);
+        assert!(ledger.set_account_metadata("main", "a", metadata).is_err());
+        assert_eq!(ledger.head().seq, 1, "nothing was written");
+        ledger.close().unwrap();
+    }
+    // Through the CLI: an offset that takes the time into the year 10000 is refused, naming
+    // the field; the line is not posted.
+    let store = path.to_str().unwrap();
+    let line = json!({"ledger": "main", "timestamp": "9999-12-31T23:59:59-23:59", "postings": [
+        {"source": "world", "destination": "a", "amount": "1", "asset": "USD/2"}
+    ]});
+    let output = folio()
+        .args(["post", "--store", store, "--json"])
+        .write_stdin(format!("{line}\n"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("timestamp"), "{stdout}");
+    assert!(!stdout.contains("+10000"), "{stdout}");
+    let (code, lines, stderr) = export(&path, None);
+    assert_eq!((code, lines.len()), (0, 0), "{stderr}");
 }
 
 /// A decimal string of `folio balance` in the asset's smallest unit.
