@@ -12,6 +12,7 @@ use rust_decimal::prelude::ToPrimitive;
 use serde_json::{Value, json};
 
 use super::journal::fixed;
+use super::trial::Total;
 use super::{ReportError, Statement, TrialBalance};
 use crate::ledger::model;
 
@@ -35,6 +36,8 @@ enum Cell {
     Id(u64),
     /// An amount and its asset (for the declared scale).
     Amount(Decimal, String),
+    /// A total past the largest `Decimal`, and its asset.
+    Total(Total, String),
     Empty,
 }
 
@@ -44,7 +47,21 @@ impl Cell {
             Cell::Text(text) => text.clone(),
             Cell::Id(id) => id.to_string(),
             Cell::Amount(amount, asset) => at_scale(*amount, asset),
+            Cell::Total(total, asset) => {
+                match model::parse_asset(asset).ok().and_then(|spec| spec.scale) {
+                    Some(scale) => total.to_string_at_scale(scale),
+                    None => total.to_string(),
+                }
+            }
             Cell::Empty => String::new(),
+        }
+    }
+
+    /// A trial balance's total: an amount where a `Decimal` holds it, else wide.
+    fn total(total: &Total, asset: &str) -> Cell {
+        match total.to_decimal() {
+            Some(amount) => Cell::Amount(amount, asset.to_string()),
+            None => Cell::Total(*total, asset.to_string()),
         }
     }
 }
@@ -90,7 +107,7 @@ pub fn write_trial_balance(
     }
 }
 
-fn amounts(map: &BTreeMap<String, Decimal>) -> BTreeMap<&String, String> {
+fn amounts<T: ToString>(map: &BTreeMap<String, T>) -> BTreeMap<&String, String> {
     map.iter()
         .map(|(asset, amount)| (asset, amount.to_string()))
         .collect()
@@ -256,7 +273,7 @@ fn trial_grid(trial: &TrialBalance) -> Grid {
             Cell::Text("total".into()),
             Cell::Empty,
             Cell::Text(asset.clone()),
-            Cell::Amount(*total, asset.clone()),
+            Cell::total(total, asset),
         ]);
     }
     let at = trial
@@ -402,6 +419,9 @@ fn write_xlsx(grid: &Grid, path: &Path) -> Result<(), ReportError> {
                 }
                 Cell::Text(text) => {
                     sheet.write_string(row, col, text.as_str()).map_err(error)?;
+                }
+                Cell::Total(..) => {
+                    sheet.write_string(row, col, cell.text()).map_err(error)?;
                 }
                 Cell::Amount(amount, asset) => {
                     let exact = amount.normalize().mantissa().abs() <= XLSX_MANTISSA_MAX;
