@@ -521,6 +521,80 @@ fn trial_balance_totals_every_accepted_book_even_past_the_largest_decimal() {
     assert_eq!(code, 0, "{stderr}");
 }
 
+#[test]
+fn csv_cells_a_spreadsheet_would_run_as_formulas_are_neutralised_and_amounts_stay_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let ledger = Ledger::create(&path).unwrap();
+    let references = ["=1+1", "+SUM(A1)", "-2+3", "@cmd", "plain"];
+    // `-evil` is a valid address (segments of letters, digits, '_' and '-').
+    ledger
+        .set_overdraft("shop", "-evil", "EUR/2", Overdraft::Unbounded)
+        .unwrap();
+    for reference in references {
+        let posting = Posting::new("-evil", "till:1", "1.50", "EUR/2").unwrap();
+        let request = PostRequest::new("shop", vec![posting])
+            .with_reference(reference)
+            .with_metadata("note", "=HYPERLINK(\"http://x\")");
+        ledger.post(request).unwrap();
+    }
+    ledger.close().unwrap();
+    drop(ledger);
+    let store = path.to_str().unwrap();
+    let statement = |account: &str| {
+        let args = [
+            "statement",
+            "--store",
+            store,
+            "--ledger",
+            "shop",
+            "--from",
+            "2000-01-01",
+            "--to",
+            "9999-12-31",
+            "--format",
+            "csv",
+            // `-evil` would read as a flag.
+            "--",
+            account,
+        ];
+        let (code, text, stderr) = run(&args);
+        assert_eq!(code, 0, "{stderr}");
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        rows.into_iter()
+            .filter(|row| &row[0] == "movement")
+            .collect::<Vec<_>>()
+    };
+    let till = statement("till:1");
+    let written: Vec<&str> = till.iter().map(|row| &row[8]).collect();
+    assert_eq!(written, ["'=1+1", "'+SUM(A1)", "'-2+3", "'@cmd", "plain"]);
+    for row in &till {
+        assert_eq!(&row[4], "'-evil", "a counterparty is text from users too");
+        assert!(
+            row[10].starts_with('{'),
+            "metadata is a JSON object: {:?}",
+            &row[10]
+        );
+    }
+    // The account's own negative amounts are numbers Folio wrote: left as they are.
+    let evil = statement("-evil");
+    assert_eq!(&evil[0][7], "-1.50");
+    assert_eq!(&evil[4][7], "-7.50");
+    let (code, text, stderr) = run(&[
+        "trial-balance",
+        "--store",
+        store,
+        "--ledger",
+        "shop",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(text.contains("balance,'-evil,EUR/2,-7.50\n"), "{text}");
+    assert!(text.contains("balance,till:1,EUR/2,7.50\n"), "{text}");
+}
+
 /// `hledger -f JOURNAL balance` as (account, commodity) -> balance, zero balances left out.
 fn hledger_balances(journal: &Path) -> BTreeMap<(String, String), Decimal> {
     let output = std::process::Command::new("hledger")

@@ -32,6 +32,8 @@ const XLSX_MANTISSA_MAX: i128 = 999_999_999_999_999;
 /// One cell of the grid.
 #[derive(Debug, Clone, PartialEq)]
 enum Cell {
+    /// Text, some of it from users (references, metadata, account names): neutralised in CSV
+    /// ([`csv_safe`]).
     Text(String),
     Id(u64),
     /// An amount and its asset (for the declared scale).
@@ -57,12 +59,37 @@ impl Cell {
         }
     }
 
+    /// The cell as CSV writes it: text neutralised against formula injection; numbers, which
+    /// Folio writes itself (`-12.50`), as they are, so that a spreadsheet still reads them as
+    /// numbers.
+    fn csv_text(&self) -> String {
+        match self {
+            Cell::Text(text) => csv_safe(text),
+            _ => self.text(),
+        }
+    }
+
     /// A trial balance's total: an amount where a `Decimal` holds it, else wide.
     fn total(total: &Total, asset: &str) -> Cell {
         match total.to_decimal() {
             Some(amount) => Cell::Amount(amount, asset.to_string()),
             None => Cell::Total(*total, asset.to_string()),
         }
+    }
+}
+
+/// Characters that make a spreadsheet read a cell as a formula when they begin it (OWASP,
+/// "CSV Injection"): `=`, `+`, `-`, `@`, tab and carriage return.
+const FORMULA_TRIGGERS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// A text cell that a spreadsheet will not evaluate: one beginning with a formula trigger
+/// gets a leading `'`, as OWASP recommends and spreadsheet exports do (a spreadsheet shows
+/// the rest as text; the quote is visible in a plain reader). Other text is unchanged.
+pub fn csv_safe(text: &str) -> String {
+    if text.starts_with(FORMULA_TRIGGERS) {
+        format!("'{text}")
+    } else {
+        text.to_string()
     }
 }
 
@@ -357,7 +384,7 @@ fn csv_text(grid: &Grid, out: Option<&Path>) -> Result<String, ReportError> {
         .map_err(|e| error(e.to_string()))?;
     for row in &grid.rows {
         writer
-            .write_record(row.iter().map(Cell::text))
+            .write_record(row.iter().map(Cell::csv_text))
             .map_err(|e| error(e.to_string()))?;
     }
     let bytes = writer.into_inner().map_err(|e| error(e.to_string()))?;
@@ -417,6 +444,7 @@ fn write_xlsx(grid: &Grid, path: &Path) -> Result<(), ReportError> {
                             .map_err(error)?,
                     };
                 }
+                // A string cell is never evaluated: text needs no neutralising here.
                 Cell::Text(text) => {
                     sheet.write_string(row, col, text.as_str()).map_err(error)?;
                 }
