@@ -25,7 +25,7 @@ fn post(name: &str, postings: &[(&str, &str, &str, &str)]) -> PostRequest {
     let postings = postings
         .iter()
         .map(|(source, target, amount, asset)| {
-            Posting::new(*source, *target, *amount, *asset).unwrap()
+            Posting::new(*source, *target, amount, *asset).unwrap()
         })
         .collect();
     PostRequest::new(name, postings)
