@@ -13,15 +13,18 @@
 
 mod support {
     pub mod binary;
+    pub mod every_entry;
 }
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use support::binary::{run, serial};
+use support::binary::{folio, run, serial};
+use support::every_entry::every_entry;
 
-use folio::{Ledger, Overdraft, PostRequest, Posting, RevertRequest, Timestamp};
+use folio::{Ledger, LedgerError, LedgerOptions, Overdraft, PostRequest, Posting, RevertRequest};
+use folio::{Timestamp, log::vfs::RealFs};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
@@ -489,6 +492,188 @@ fn since_gives_exactly_the_entries_after_it_byte_for_byte() {
     );
     let error: Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(error["error"]["code"], "SEQ_OUT_OF_RANGE");
+}
+
+#[test]
+fn a_revert_of_a_revert_is_exported_as_the_issue_wrote_it() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("rr");
+    let store = store.to_str().unwrap();
+    assert_eq!(run(&["init", "--store", store]).0, 0);
+    let line = json!({"ledger": "main", "postings": [
+        {"source": "world", "destination": "a", "amount": "1", "asset": "USD/2"}
+    ]});
+    let posted = folio()
+        .args(["post", "--store", store])
+        .write_stdin(format!("{line}\n"))
+        .output()
+        .unwrap();
+    assert_eq!(posted.status.code(), Some(0));
+    for id in ["2", "3", "4"] {
+        let (code, _, stderr) = run(&["revert", "--store", store, "--ledger", "main", id]);
+        assert_eq!(code, 0, "revert {id}: {stderr}");
+    }
+    let (code, lines, stderr) = export(Path::new(store), None);
+    assert_eq!(code, 0, "{stderr}");
+    let events = parse(&lines);
+    let shape: Vec<(u64, &str, Value)> = events
+        .iter()
+        .map(|event| {
+            let reverted = event["payload"]["revertedTransaction"]["id"].clone();
+            (
+                event["seq"].as_u64().unwrap(),
+                event["type"].as_str().unwrap(),
+                reverted,
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        vec![
+            (2, "COMMITTED_TRANSACTIONS", Value::Null),
+            (3, "REVERTED_TRANSACTION", json!(2)),
+            (4, "REVERTED_TRANSACTION", json!(3)),
+            (5, "REVERTED_TRANSACTION", json!(4)),
+        ]
+    );
+    let schemas = Schemas::load();
+    for event in &events {
+        let errors = schemas.errors(event);
+        assert!(errors.is_empty(), "seq {}: {errors:?}", event["seq"]);
+    }
+    // The revert reverted is carried as its own entry recorded it: its postings point back.
+    let second = &events[2]["payload"];
+    assert_eq!(
+        second["revertedTransaction"]["postings"],
+        events[1]["payload"]["revertTransaction"]["postings"]
+    );
+    assert_eq!(
+        second["revertTransaction"]["postings"],
+        events[0]["payload"]["transactions"][0]["postings"]
+    );
+}
+
+#[test]
+fn every_kind_of_entry_and_every_revert_chain_exports_and_validates() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let books = every_entry(&path);
+    let (code, lines, stderr) = export(&path, None);
+    assert_eq!(code, 0, "no accepted entry stops the export: {stderr}");
+    let events = parse(&lines);
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    let expected: Vec<u64> = (1..=books.head)
+        .filter(|seq| !books.silent.contains(seq))
+        .collect();
+    assert_eq!(
+        seqs, expected,
+        "an event for every entry of a kind that has one"
+    );
+    let schemas = Schemas::load();
+    let mut types = std::collections::BTreeSet::new();
+    for event in &events {
+        let errors = schemas.errors(event);
+        assert!(errors.is_empty(), "seq {}: {errors:?}", event["seq"]);
+        types.insert(event["type"].as_str().unwrap().to_string());
+    }
+    assert_eq!(types.len(), 4, "{types:?}");
+    for (revert, original) in &books.reverts {
+        let event = events.iter().find(|e| e["seq"] == *revert).unwrap();
+        assert_eq!(event["type"], "REVERTED_TRANSACTION", "seq {revert}");
+        let payload = &event["payload"];
+        assert_eq!(payload["revertedTransaction"]["id"], *original);
+        assert_eq!(payload["revertTransaction"]["id"], *revert);
+    }
+    let timestamps: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["payload"]["transactions"][0]["timestamp"].as_str())
+        .collect();
+    assert!(
+        timestamps.contains(&"0000-01-01T00:00:00Z"),
+        "{timestamps:?}"
+    );
+    assert!(
+        timestamps.contains(&"9999-12-31T23:59:59.999999Z"),
+        "{timestamps:?}"
+    );
+    // Every --since gives the same events, byte for byte.
+    for since in [books.head / 2, books.head - 1] {
+        let (code, tail, _) = export(&path, Some(since));
+        assert_eq!(code, 0);
+        assert_eq!(tail[..], lines[lines.len() - tail.len()..]);
+    }
+}
+
+#[test]
+fn a_time_outside_years_0000_to_9999_is_refused_when_posted_so_export_never_meets_one() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let ledger = Ledger::create(&path).unwrap();
+    let sale = || PostRequest::new("main", vec![posting("world", "a", "1", "USD/2")]);
+    for micros in [
+        i64::MAX,
+        i64::MIN,
+        Timestamp::MAX.0 + 1,
+        Timestamp::MIN.0 - 1,
+    ] {
+        let error = ledger
+            .post(sale().with_timestamp(Timestamp(micros)))
+            .unwrap_err();
+        assert_eq!(error.code(), "INVALID_INPUT", "{micros}: {error}");
+        assert!(
+            matches!(
+                error,
+                folio::Error::Ledger(LedgerError::InvalidInput {
+                    field: "timestamp",
+                    ..
+                })
+            ),
+            "{micros}: {error:?}"
+        );
+    }
+    assert_eq!(ledger.head().seq, 1, "nothing was written");
+    ledger.close().unwrap();
+    drop(ledger);
+    // A clock that reports an extreme: every write is refused, naming the clock.
+    for extreme in [i64::MAX, i64::MIN] {
+        let options = LedgerOptions {
+            clock: std::sync::Arc::new(move || extreme),
+            ..LedgerOptions::default()
+        };
+        let ledger = Ledger::open_with(std::sync::Arc::new(RealFs), &path, options).unwrap();
+        let error = ledger.post(sale()).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                folio::Error::Ledger(LedgerError::InvalidInput { field: "clock", .. })
+            ),
+            "{error:?}"
+        );
+        let metadata = BTreeMap::from([("k".to_string(), "v".to_string())]);
+        assert!(ledger.set_account_metadata("main", "a", metadata).is_err());
+        assert_eq!(ledger.head().seq, 1, "nothing was written");
+        ledger.close().unwrap();
+    }
+    // Through the CLI: an offset that takes the time into the year 10000 is refused, naming
+    // the field; the line is not posted.
+    let store = path.to_str().unwrap();
+    let line = json!({"ledger": "main", "timestamp": "9999-12-31T23:59:59-23:59", "postings": [
+        {"source": "world", "destination": "a", "amount": "1", "asset": "USD/2"}
+    ]});
+    let output = folio()
+        .args(["post", "--store", store, "--json"])
+        .write_stdin(format!("{line}\n"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("timestamp"), "{stdout}");
+    assert!(!stdout.contains("+10000"), "{stdout}");
+    let (code, lines, stderr) = export(&path, None);
+    assert_eq!((code, lines.len()), (0, 0), "{stderr}");
 }
 
 /// A decimal string of `folio balance` in the asset's smallest unit.

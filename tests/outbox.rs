@@ -9,6 +9,7 @@
 )]
 
 mod support {
+    pub mod every_entry;
     pub mod workload;
 }
 
@@ -18,6 +19,7 @@ use folio::export::export_log;
 use folio::log::vfs::RealFs;
 use folio::outbox::BatchLimits;
 use folio::{Ledger, LedgerError, Overdraft, PostRequest, Posting, RevertRequest};
+use support::every_entry::every_entry;
 use support::workload;
 
 fn sale(ledger: &Ledger, amount: &str) -> u64 {
@@ -270,6 +272,30 @@ fn lines(events: &[folio::export::Event]) -> Vec<u8> {
         out.push(b'\n');
     }
     out
+}
+
+#[test]
+fn every_kind_of_entry_and_every_revert_chain_comes_out_of_the_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let books = every_entry(&path);
+    let ledger = Ledger::open(&path).unwrap();
+    let everything = BatchLimits {
+        events_max: folio::outbox::BATCH_EVENTS_MAX,
+        bytes_max: folio::outbox::BATCH_BYTES_MAX,
+    };
+    let batch = ledger.events_since(0, everything).unwrap();
+    assert_eq!(batch.seq_last, books.head, "no entry stops the outbox");
+    assert_eq!(
+        batch.events.len() as u64,
+        books.head - books.silent.len() as u64
+    );
+    let mut exported = Vec::new();
+    export_log(ledger.log(), 0, &mut exported, &mut |_, _| {}).unwrap();
+    assert!(lines(&batch.events) == exported);
+    ledger.ack("central", batch.seq_last).unwrap();
+    assert_eq!(ledger.consumers().unwrap()[1].lag, 0);
+    ledger.close().unwrap();
 }
 
 #[test]

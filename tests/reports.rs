@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use assert_cmd::Command;
-use folio::{Ledger, PostRequest, Posting, RevertRequest, Timestamp};
+use folio::{Ledger, Overdraft, PostRequest, Posting, RevertRequest, Timestamp};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
@@ -462,6 +462,137 @@ fn trial_balance_sums_to_zero_and_at_leaves_out_later_transactions() {
     ]);
     assert_eq!(code, 0, "{stderr}");
     assert!(std::fs::read(&xlsx).unwrap().starts_with(b"PK"));
+}
+
+/// Two mints of 40000000000.000000000000000001 TOK/18 (29 significant digits each: two of
+/// them pass a `Decimal`'s 96 bits), to `holder:a` from `world` and to `holder:b` from an
+/// unbounded `issuer`. The ledger accepts both: no volume or balance passes the bound.
+fn mints() -> Store {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let ledger = Ledger::create(&path).unwrap();
+    let amount = "40000000000.000000000000000001";
+    ledger
+        .set_overdraft("mint", "issuer", "TOK/18", Overdraft::Unbounded)
+        .unwrap();
+    for (source, holder) in [("world", "holder:a"), ("issuer", "holder:b")] {
+        let posting = Posting::new(source, holder, amount, "TOK/18").unwrap();
+        ledger
+            .post(PostRequest::new("mint", vec![posting]))
+            .unwrap();
+    }
+    ledger.close().unwrap();
+    Store { _dir: dir, path }
+}
+
+#[test]
+fn trial_balance_totals_every_accepted_book_even_past_the_largest_decimal() {
+    let store = mints();
+    let args = |extra: &[&'static str]| {
+        let mut args = vec!["trial-balance", "--store", store.s(), "--ledger", "mint"];
+        args.extend(extra);
+        args
+    };
+    // Summed in account order, holder:a + holder:b passes the largest Decimal; the total
+    // of the whole ledger is still zero.
+    let all = run_json(&args(&["--json"]));
+    assert_eq!(all["totals"]["TOK/18"], "0", "{all}");
+    assert_eq!(
+        all["accounts"]["holder:b"]["TOK/18"],
+        "40000000000.000000000000000001"
+    );
+    // The net position of the holders is itself past a Decimal, and written exactly.
+    let holders = run_json(&args(&["--prefix", "holder", "--json"]));
+    let expected = "80000000000.000000000000000002";
+    assert_eq!(holders["totals"]["TOK/18"], expected, "{holders}");
+    let (code, csv_text, stderr) = run(&args(&["--prefix", "holder", "--format", "csv"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        csv_text.contains(&format!("total,,TOK/18,{expected}\n")),
+        "{csv_text}"
+    );
+    let (code, table, stderr) = run(&args(&["--prefix", "holder"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(table.contains(expected), "{table}");
+    let xlsx = store.file("holders.xlsx");
+    let mut with_out = args(&["--prefix", "holder", "--format", "xlsx", "--out"]);
+    with_out.push(xlsx.to_str().unwrap());
+    let (code, _, stderr) = run(&with_out);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn csv_cells_a_spreadsheet_would_run_as_formulas_are_neutralised_and_amounts_stay_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let ledger = Ledger::create(&path).unwrap();
+    let references = ["=1+1", "+SUM(A1)", "-2+3", "@cmd", "plain"];
+    // `-evil` is a valid address (segments of letters, digits, '_' and '-').
+    ledger
+        .set_overdraft("shop", "-evil", "EUR/2", Overdraft::Unbounded)
+        .unwrap();
+    for reference in references {
+        let posting = Posting::new("-evil", "till:1", "1.50", "EUR/2").unwrap();
+        let request = PostRequest::new("shop", vec![posting])
+            .with_reference(reference)
+            .with_metadata("note", "=HYPERLINK(\"http://x\")");
+        ledger.post(request).unwrap();
+    }
+    ledger.close().unwrap();
+    drop(ledger);
+    let store = path.to_str().unwrap();
+    let statement = |account: &str| {
+        let args = [
+            "statement",
+            "--store",
+            store,
+            "--ledger",
+            "shop",
+            "--from",
+            "2000-01-01",
+            "--to",
+            "9999-12-31",
+            "--format",
+            "csv",
+            // `-evil` would read as a flag.
+            "--",
+            account,
+        ];
+        let (code, text, stderr) = run(&args);
+        assert_eq!(code, 0, "{stderr}");
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        rows.into_iter()
+            .filter(|row| &row[0] == "movement")
+            .collect::<Vec<_>>()
+    };
+    let till = statement("till:1");
+    let written: Vec<&str> = till.iter().map(|row| &row[8]).collect();
+    assert_eq!(written, ["'=1+1", "'+SUM(A1)", "'-2+3", "'@cmd", "plain"]);
+    for row in &till {
+        assert_eq!(&row[4], "'-evil", "a counterparty is text from users too");
+        assert!(
+            row[10].starts_with('{'),
+            "metadata is a JSON object: {:?}",
+            &row[10]
+        );
+    }
+    // The account's own negative amounts are numbers Folio wrote: left as they are.
+    let evil = statement("-evil");
+    assert_eq!(&evil[0][7], "-1.50");
+    assert_eq!(&evil[4][7], "-7.50");
+    let (code, text, stderr) = run(&[
+        "trial-balance",
+        "--store",
+        store,
+        "--ledger",
+        "shop",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(text.contains("balance,'-evil,EUR/2,-7.50\n"), "{text}");
+    assert!(text.contains("balance,till:1,EUR/2,7.50\n"), "{text}");
 }
 
 /// `hledger -f JOURNAL balance` as (account, commodity) -> balance, zero balances left out.

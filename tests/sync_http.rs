@@ -13,6 +13,7 @@
 
 mod support {
     pub mod binary;
+    pub mod every_entry;
 }
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use support::binary::{consumers, cursor_of, exported, run, serial};
+use support::every_entry::every_entry;
 
 use folio::outbox::http::{SyncOptions, sync};
 use folio::{Ledger, Overdraft, PostRequest, Posting, RevertRequest};
@@ -343,6 +345,42 @@ fn sync_once_through_failures_delivers_every_event_once_in_order() {
     assert_eq!(receiver.received().requests.len(), before);
     let (code, stdout, _) = run(&["verify", "--store", store, "--json"]);
     assert_eq!(code, 0, "{stdout}");
+}
+
+#[test]
+fn every_kind_of_entry_and_every_revert_chain_is_synced() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let books = every_entry(&path);
+    let expected = exported(&path);
+    assert_eq!(
+        expected.len() as u64,
+        books.head - books.silent.len() as u64,
+        "an event for every entry that has one"
+    );
+    let receiver = Receiver::start(|_| Reply::Accept);
+    let store = path.to_str().unwrap();
+    let url = receiver.url();
+    let args = [
+        "sync",
+        "--store",
+        store,
+        "--consumer",
+        "central",
+        "--url",
+        &url,
+        "--batch",
+        "3",
+        "--once",
+        "--json",
+    ];
+    let (code, stdout, stderr) = run(&args);
+    assert_eq!(code, 0, "no accepted entry stops sync: {stdout}{stderr}");
+    check_delivered(&receiver.received().taken, &expected);
+    let listing = consumers(&path);
+    let head_now = listing["head"].as_u64().unwrap();
+    assert_eq!(cursor_of(&path, "central"), head_now - 1);
 }
 
 #[test]

@@ -218,9 +218,9 @@ pub enum TargetId {
 }
 
 /// The event of one entry, or `None` for the kinds that have none (`StoreCreated`,
-/// `OverdraftSet`, `ConsumerAcked`). `reverted` must be the entry of the transaction a revert reverts (read it
-/// with [`super::reverted_of`]) and `None` otherwise. Pure: the same inputs give the same
-/// event, so an entry exported twice is the same event twice.
+/// `OverdraftSet`, `ConsumerAcked`). `reverted` must be the entry of the transaction a revert
+/// reverts (read it with [`super::reverted_of`]) and `None` otherwise. Pure: the same inputs
+/// give the same event, so an entry exported twice is the same event twice.
 pub fn event_of(
     entry: &Entry,
     body: &EntryBody,
@@ -301,15 +301,19 @@ fn committed(seq: u64, tx: &TransactionEntry) -> Result<Payload, ExportError> {
 }
 
 /// The revert entry `seq` of transaction `id`. The reverted schema allows neither `reverted`,
-/// `preCommitVolumes` nor `balance`, and requires `revertedAt` on both transactions.
+/// `preCommitVolumes` nor `balance`, and requires `revertedAt` on both transactions. The
+/// original may itself be a revert (the ledger lets a revert be reverted, `docs/ledger.md`):
+/// it is then `revertedTransaction` as its own entry recorded it, like any other.
 fn revert(
     seq: u64,
     tx: &TransactionEntry,
     id: u64,
     original: &TransactionEntry,
 ) -> Result<Payload, ExportError> {
-    if original.ledger != tx.ledger || original.reverts.is_some() {
-        let detail = format!("reverts transaction {id}, not a revertible one of its ledger");
+    // Validation only reverts a transaction of the same ledger: anything else is a damaged
+    // store, not an entry the ledger accepted.
+    if original.ledger != tx.ledger {
+        let detail = format!("reverts transaction {id}, which is of another ledger");
         return Err(ExportError::Store(
             StateError::Inconsistent { seq, detail }.into(),
         ));

@@ -388,17 +388,33 @@ pub fn exact_add(a: Decimal, b: Decimal) -> Option<Decimal> {
     Decimal::try_from_i128_with_scale(mantissa, scale).ok()
 }
 
-/// A point in time, kept as microseconds since the Unix epoch, UTC.
+/// A point in time, kept as microseconds since the Unix epoch, UTC. The ledger stores only
+/// times in [`Timestamp::MIN`]..=[`Timestamp::MAX`] (`docs/ledger.md`, "Timestamps"); the field
+/// is public, so a value built directly is checked when a request carries it
+/// ([`Timestamp::check`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Timestamp(pub i64);
 
+/// Why a time outside the years RFC 3339 can write is refused.
+const TIMESTAMP_RANGE_REASON: &str =
+    "is outside 0000-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z";
+
 impl Timestamp {
+    /// The earliest time the ledger stores: `0000-01-01T00:00:00Z`. RFC 3339 writes a year in
+    /// four digits without a sign, so an earlier time could not be written in an export, an
+    /// event or a journal, nor read back through the JSON contract.
+    pub const MIN: Timestamp = Timestamp(-62_167_219_200_000_000);
+    /// The latest time the ledger stores: `9999-12-31T23:59:59.999999Z` (see [`Timestamp::MIN`]).
+    pub const MAX: Timestamp = Timestamp(253_402_300_799_999_999);
+
     /// Now, from the system clock.
     pub fn now() -> Timestamp {
         Timestamp(Utc::now().timestamp_micros())
     }
 
-    /// Parses RFC 3339 (`2026-11-22T10:00:00Z`); at most microsecond precision.
+    /// Parses RFC 3339 (`2026-11-22T10:00:00Z`); at most microsecond precision, and, once in
+    /// UTC, within [`Timestamp::MIN`]..=[`Timestamp::MAX`]: `9999-12-31T23:59:59-01:00` is in
+    /// the year 10000 and refused.
     pub fn parse(text: &str) -> Result<Timestamp, LedgerError> {
         let parsed = DateTime::parse_from_rfc3339(text)
             .map_err(|_| invalid("timestamp", text, "must be an RFC 3339 date-time"))?;
@@ -409,10 +425,36 @@ impl Timestamp {
                 "has precision beyond microseconds",
             ));
         }
-        Ok(Timestamp(parsed.timestamp_micros()))
+        let at = Timestamp(parsed.timestamp_micros());
+        if !at.in_range() {
+            return Err(invalid("timestamp", text, TIMESTAMP_RANGE_REASON));
+        }
+        Ok(at)
     }
 
-    /// RFC 3339 in UTC, with as many fractional digits as needed (none, 3 or 6).
+    /// Whether the ledger can store this time: within [`Timestamp::MIN`]..=[`Timestamp::MAX`].
+    pub fn in_range(self) -> bool {
+        (Timestamp::MIN..=Timestamp::MAX).contains(&self)
+    }
+
+    /// This time, or `INVALID_INPUT` naming `field` when it is out of range
+    /// ([`Timestamp::in_range`]). The value in the message is the microseconds since the epoch:
+    /// such a time has no RFC 3339 form.
+    pub fn check(self, field: &'static str) -> Result<Timestamp, LedgerError> {
+        if self.in_range() {
+            return Ok(self);
+        }
+        Err(LedgerError::InvalidInput {
+            field,
+            value: format!("{}us since the epoch", self.0),
+            reason: TIMESTAMP_RANGE_REASON,
+        })
+    }
+
+    /// RFC 3339 in UTC, with as many fractional digits as needed (none, 3 or 6). A time out
+    /// of range ([`Timestamp::in_range`]), which only a store written before the ledger
+    /// refused them can hold, has no RFC 3339 form: it is written with a signed year of more
+    /// than four digits (`+10000-01-01T00:00:00Z`), or `@<micros>us` past chrono's years.
     pub fn to_rfc3339(self) -> String {
         match Utc.timestamp_micros(self.0).single() {
             Some(time) => time.to_rfc3339_opts(SecondsFormat::AutoSi, true),
@@ -478,5 +520,51 @@ mod tests {
         let at = Timestamp::parse("2026-11-22T10:00:00.123456+01:00").unwrap();
         assert_eq!(at.to_rfc3339(), "2026-11-22T09:00:00.123456Z");
         assert!(Timestamp::parse("2026-11-22T10:00:00.1234567Z").is_err());
+    }
+
+    #[test]
+    fn the_timestamp_bounds_are_the_first_and_last_microsecond_rfc3339_can_write() {
+        assert_eq!(Timestamp::MIN.to_rfc3339(), "0000-01-01T00:00:00Z");
+        assert_eq!(Timestamp::MAX.to_rfc3339(), "9999-12-31T23:59:59.999999Z");
+        for text in ["0000-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z"] {
+            assert_eq!(Timestamp::parse(text).unwrap().to_rfc3339(), text);
+        }
+        assert_eq!(Timestamp::MIN.check("timestamp"), Ok(Timestamp::MIN));
+        assert_eq!(Timestamp::MAX.check("timestamp"), Ok(Timestamp::MAX));
+    }
+
+    #[test]
+    fn a_time_outside_years_0000_to_9999_in_utc_is_refused_naming_the_field() {
+        // Each is a valid RFC 3339 date-time whose UTC falls in the year 10000 or -1.
+        for text in [
+            "9999-12-31T23:59:59-23:59",
+            "9999-12-31T23:59:59-00:01",
+            "0000-01-01T00:00:00+00:01",
+            "0000-01-01T00:59:59.999999+01:00",
+        ] {
+            let error = Timestamp::parse(text).unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    LedgerError::InvalidInput {
+                        field: "timestamp",
+                        ..
+                    }
+                ),
+                "{text}: {error}"
+            );
+        }
+        for micros in [
+            i64::MAX,
+            i64::MIN,
+            Timestamp::MAX.0 + 1,
+            Timestamp::MIN.0 - 1,
+        ] {
+            let error = Timestamp(micros).check("clock").unwrap_err();
+            assert!(
+                matches!(error, LedgerError::InvalidInput { field: "clock", .. }),
+                "{micros}: {error}"
+            );
+        }
     }
 }

@@ -85,6 +85,9 @@ pub(crate) struct Context<'a> {
 }
 
 pub(crate) fn validate(ctx: &Context<'_>, op: &Op) -> Result<Decision, Error> {
+    // `now` is `LedgerOptions::clock`'s: a clock out of the storable range would write an
+    // `inserted_at` that no export, event or journal can express (`docs/ledger.md`).
+    model::Timestamp(ctx.now).check("clock")?;
     match op {
         Op::Post(request) => validate_post(ctx, request),
         Op::Revert(request) => validate_revert(ctx, request),
@@ -406,6 +409,9 @@ fn validate_post(ctx: &Context<'_>, request: &PostRequest) -> Result<Decision, E
         request.reference.as_deref(),
         &request.metadata,
     )?;
+    if let Some(at) = request.timestamp {
+        at.check("timestamp")?;
+    }
     let postings = check_postings(request)?;
     let canonical = CanonicalRequest {
         kind: 0,

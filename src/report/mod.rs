@@ -28,20 +28,23 @@ use crate::replay::{self, Replay};
 
 /// Parses a report's time bound: RFC 3339 (`2026-11-22T10:00:00Z`, any offset, at most
 /// microseconds), or a bare date `YYYY-MM-DD`, which means that day's midnight in UTC (so
-/// `--from 2026-11-22 --to 2026-11-23` is the whole UTC day of the 22nd).
+/// `--from 2026-11-22 --to 2026-11-23` is the whole UTC day of the 22nd). Either must lie in
+/// the years the ledger stores (`Timestamp::MIN` to `Timestamp::MAX`), so that the report can
+/// write it back.
 pub fn parse_time(field: &'static str, text: &str) -> Result<Timestamp, ReportError> {
     if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
         let midnight = date
             .and_hms_opt(0, 0, 0)
-            .map(|time| Utc.from_utc_datetime(&time));
-        if let Some(midnight) = midnight {
-            return Ok(Timestamp(midnight.timestamp_micros()));
+            .map(|time| Timestamp(Utc.from_utc_datetime(&time).timestamp_micros()));
+        if let Some(midnight) = midnight.filter(|at| at.in_range()) {
+            return Ok(midnight);
         }
     }
     Timestamp::parse(text).map_err(|_| ReportError::InvalidInput {
         field,
         value: text.to_string(),
-        reason: "must be an RFC 3339 date-time or a date YYYY-MM-DD",
+        reason: "must be an RFC 3339 date-time or a date YYYY-MM-DD, in the years 0000 to 9999 \
+                 (UTC)",
     })
 }
 
@@ -105,5 +108,22 @@ mod tests {
         assert_eq!(at.to_rfc3339(), "2026-11-22T09:00:00Z");
         assert!(parse_time("from", "22/11/2026").is_err());
         assert!(parse_time("from", "2026-13-01").is_err());
+    }
+
+    #[test]
+    fn a_bound_outside_years_0000_to_9999_in_utc_is_refused() {
+        for text in [
+            "9999-12-31T23:59:59-23:59",
+            "0000-01-01T00:00:00+00:01",
+            "10000-01-01",
+        ] {
+            let error = parse_time("to", text).unwrap_err();
+            assert_eq!(error.code(), "INVALID_INPUT", "{text}");
+        }
+        assert_eq!(
+            parse_time("to", "9999-12-31").unwrap().to_rfc3339(),
+            "9999-12-31T00:00:00Z"
+        );
+        assert_eq!(parse_time("from", "0000-01-01").unwrap(), Timestamp::MIN);
     }
 }

@@ -12,6 +12,7 @@ use rust_decimal::prelude::ToPrimitive;
 use serde_json::{Value, json};
 
 use super::journal::fixed;
+use super::trial::Total;
 use super::{ReportError, Statement, TrialBalance};
 use crate::ledger::model;
 
@@ -31,10 +32,14 @@ const XLSX_MANTISSA_MAX: i128 = 999_999_999_999_999;
 /// One cell of the grid.
 #[derive(Debug, Clone, PartialEq)]
 enum Cell {
+    /// Text, some of it from users (references, metadata, account names): neutralised in CSV
+    /// ([`csv_safe`]).
     Text(String),
     Id(u64),
     /// An amount and its asset (for the declared scale).
     Amount(Decimal, String),
+    /// A total past the largest `Decimal`, and its asset.
+    Total(Total, String),
     Empty,
 }
 
@@ -44,8 +49,47 @@ impl Cell {
             Cell::Text(text) => text.clone(),
             Cell::Id(id) => id.to_string(),
             Cell::Amount(amount, asset) => at_scale(*amount, asset),
+            Cell::Total(total, asset) => {
+                match model::parse_asset(asset).ok().and_then(|spec| spec.scale) {
+                    Some(scale) => total.to_string_at_scale(scale),
+                    None => total.to_string(),
+                }
+            }
             Cell::Empty => String::new(),
         }
+    }
+
+    /// The cell as CSV writes it: text neutralised against formula injection; numbers, which
+    /// Folio writes itself (`-12.50`), as they are, so that a spreadsheet still reads them as
+    /// numbers.
+    fn csv_text(&self) -> String {
+        match self {
+            Cell::Text(text) => csv_safe(text),
+            _ => self.text(),
+        }
+    }
+
+    /// A trial balance's total: an amount where a `Decimal` holds it, else wide.
+    fn total(total: &Total, asset: &str) -> Cell {
+        match total.to_decimal() {
+            Some(amount) => Cell::Amount(amount, asset.to_string()),
+            None => Cell::Total(*total, asset.to_string()),
+        }
+    }
+}
+
+/// Characters that make a spreadsheet read a cell as a formula when they begin it (OWASP,
+/// "CSV Injection"): `=`, `+`, `-`, `@`, tab and carriage return.
+const FORMULA_TRIGGERS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// A text cell that a spreadsheet will not evaluate: one beginning with a formula trigger
+/// gets a leading `'`, as OWASP recommends and spreadsheet exports do (a spreadsheet shows
+/// the rest as text; the quote is visible in a plain reader). Other text is unchanged.
+pub fn csv_safe(text: &str) -> String {
+    if text.starts_with(FORMULA_TRIGGERS) {
+        format!("'{text}")
+    } else {
+        text.to_string()
     }
 }
 
@@ -90,7 +134,7 @@ pub fn write_trial_balance(
     }
 }
 
-fn amounts(map: &BTreeMap<String, Decimal>) -> BTreeMap<&String, String> {
+fn amounts<T: ToString>(map: &BTreeMap<String, T>) -> BTreeMap<&String, String> {
     map.iter()
         .map(|(asset, amount)| (asset, amount.to_string()))
         .collect()
@@ -256,7 +300,7 @@ fn trial_grid(trial: &TrialBalance) -> Grid {
             Cell::Text("total".into()),
             Cell::Empty,
             Cell::Text(asset.clone()),
-            Cell::Amount(*total, asset.clone()),
+            Cell::total(total, asset),
         ]);
     }
     let at = trial
@@ -340,7 +384,7 @@ fn csv_text(grid: &Grid, out: Option<&Path>) -> Result<String, ReportError> {
         .map_err(|e| error(e.to_string()))?;
     for row in &grid.rows {
         writer
-            .write_record(row.iter().map(Cell::text))
+            .write_record(row.iter().map(Cell::csv_text))
             .map_err(|e| error(e.to_string()))?;
     }
     let bytes = writer.into_inner().map_err(|e| error(e.to_string()))?;
@@ -400,8 +444,12 @@ fn write_xlsx(grid: &Grid, path: &Path) -> Result<(), ReportError> {
                             .map_err(error)?,
                     };
                 }
+                // A string cell is never evaluated: text needs no neutralising here.
                 Cell::Text(text) => {
                     sheet.write_string(row, col, text.as_str()).map_err(error)?;
+                }
+                Cell::Total(..) => {
+                    sheet.write_string(row, col, cell.text()).map_err(error)?;
                 }
                 Cell::Amount(amount, asset) => {
                     let exact = amount.normalize().mantissa().abs() <= XLSX_MANTISSA_MAX;
