@@ -88,3 +88,19 @@ fn creating_a_store_on_a_regular_file_is_invalid_input_naming_it() {
     assert!(error.to_string().contains("not a directory"), "{error}");
     assert_eq!(std::fs::metadata(file.path()).unwrap().len(), 0);
 }
+
+#[test]
+fn a_clock_outside_years_0000_to_9999_cannot_date_the_store_creation() {
+    let fs = SimFs::new(5);
+    let store = Path::new("/store");
+    let broken = LedgerOptions {
+        clock: Arc::new(|| i64::MAX),
+        ..LedgerOptions::default()
+    };
+    let error = Ledger::create_with(Arc::new(fs.clone()), store, broken).unwrap_err();
+    assert_eq!(error.code(), "INVALID_INPUT", "{error}");
+    assert!(error.to_string().contains("clock"), "{error}");
+    // Nothing was appended: an open with a working clock finishes the creation.
+    let ledger = Ledger::open_with(Arc::new(fs), store, LedgerOptions::default()).unwrap();
+    assert_eq!(ledger.head().seq, 1);
+}

@@ -221,7 +221,7 @@ impl Ledger {
             // A create that stopped before its first entry: finish it.
             let created = StoreCreated {
                 store_id: new_store_id(),
-                created_at: (options.clock)(),
+                created_at: Timestamp((options.clock)()).check("clock")?.0,
             };
             let body = entry::encode(&EntryBody::StoreCreated(created)).map_err(|error| {
                 LedgerError::Storage {
