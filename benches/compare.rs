@@ -1139,6 +1139,9 @@ impl Bench {
 struct Reads {
     reads_per_second: f64,
     writer_tx_per_second: f64,
+    /// Latency of one balance read while the writer posts: the 99th percentile and the worst.
+    read_p99: Duration,
+    read_max: Duration,
 }
 
 /// Funds the 10,000 accounts, then reads balances of random accounts on this thread for
@@ -1163,16 +1166,20 @@ fn reads_run(store: &dyn Store, seconds: f64) -> Result<Reads> {
         });
         let mut random = SplitMix64(7);
         let (started, mut reads) = (Instant::now(), 0u64);
+        let mut latencies = Vec::new();
         let read = (|| -> Result<()> {
             while started.elapsed() < duration {
                 let account = &accounts[(random.next() % ACCOUNTS as u64) as usize];
+                let asked = Instant::now();
                 if reader.balance(account)? <= 0 {
                     return Err(format!("{account} should have been funded").into());
                 }
+                latencies.push(asked.elapsed());
                 reads += 1;
             }
             Ok(())
         })();
+        latencies.sort_unstable();
         let elapsed = started.elapsed().as_secs_f64();
         let written = written.load(Ordering::Relaxed);
         stop.store(true, Ordering::Relaxed);
@@ -1181,6 +1188,8 @@ fn reads_run(store: &dyn Store, seconds: f64) -> Result<Reads> {
         Ok(Reads {
             reads_per_second: reads as f64 / elapsed,
             writer_tx_per_second: written as f64 / elapsed,
+            read_p99: percentile(&latencies, 0.99),
+            read_max: latencies.last().copied().unwrap_or_default(),
         })
     })
 }
@@ -1210,6 +1219,9 @@ impl Bench {
                 store.close()?;
                 self.record(workload, "balance reads/s", peer, measured.reads_per_second);
                 self.record(workload, "writer tx/s", peer, measured.writer_tx_per_second);
+                let p99_us = measured.read_p99.as_secs_f64() * 1e6;
+                self.record(workload, "read p99 µs", peer, p99_us);
+                self.record(workload, "read max ms", peer, ms(measured.read_max));
             }
         }
         Ok(())

@@ -4,7 +4,7 @@
 
 use crate::Error;
 use crate::ledger::entry::{self, EntryBody};
-use crate::log::{Entry, Log};
+use crate::log::{Entry, Log, LogReader};
 use crate::state::StateError;
 
 /// A consumer of log entries in seq order.
@@ -31,7 +31,7 @@ pub fn decode_body(entry: &Entry) -> Result<EntryBody, Error> {
 /// Feeds entries `seq_from..=seq_to` to `sink`, calling `progress` with each seq; returns how
 /// many entries it fed.
 pub fn drive(
-    log: &Log,
+    log: &LogReader,
     seq_from: u64,
     seq_to: u64,
     sink: &mut dyn Replay,

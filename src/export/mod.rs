@@ -15,7 +15,7 @@ use crate::Error;
 use crate::ledger::LedgerError;
 use crate::ledger::entry::{EntryBody, TransactionEntry};
 use crate::log::vfs::Vfs;
-use crate::log::{Entry, Log, LogError, LogOptions};
+use crate::log::{Entry, Log, LogError, LogOptions, LogReader};
 use crate::replay::{self, Replay};
 
 /// Why an export stopped. Every line written before the error is a whole, valid event.
@@ -112,7 +112,7 @@ pub struct ExportSummary {
 /// the transaction a revert reverts from the log. On an export error it stops the drive and
 /// keeps the typed error, which [`EventWriter::take_failure`] returns.
 pub struct EventWriter<'a, W: Write> {
-    log: &'a Log,
+    log: &'a LogReader,
     store_id: [u8; 16],
     out: W,
     events: u64,
@@ -121,7 +121,7 @@ pub struct EventWriter<'a, W: Write> {
 }
 
 impl<'a, W: Write> EventWriter<'a, W> {
-    pub fn new(log: &'a Log, store_id: [u8; 16], out: W) -> EventWriter<'a, W> {
+    pub fn new(log: &'a LogReader, store_id: [u8; 16], out: W) -> EventWriter<'a, W> {
         EventWriter {
             log,
             store_id,
@@ -194,7 +194,7 @@ impl<W: Write> Replay for EventWriter<'_, W> {
 /// what [`EventWriter`] writes, and what the outbox (`Ledger::events_since`) hands out, so the
 /// two can never disagree. `None` for the kinds without an event.
 pub fn entry_event(
-    log: &Log,
+    log: &LogReader,
     store_id: [u8; 16],
     entry: &Entry,
     body: &EntryBody,
@@ -204,7 +204,7 @@ pub fn entry_event(
 }
 
 /// The entry of the transaction that `body` reverts, when it is a revert.
-pub fn reverted_of(log: &Log, body: &EntryBody) -> Result<Option<TransactionEntry>, Error> {
+pub fn reverted_of(log: &LogReader, body: &EntryBody) -> Result<Option<TransactionEntry>, Error> {
     let EntryBody::Transaction(TransactionEntry {
         reverts: Some(id), ..
     }) = body
@@ -221,7 +221,7 @@ pub fn reverted_of(log: &Log, body: &EntryBody) -> Result<Option<TransactionEntr
 
 /// The store's id, from its first entry; `None` for an empty log (a create that stopped
 /// before writing it).
-pub fn store_id_of(log: &Log) -> Result<Option<[u8; 16]>, Error> {
+pub fn store_id_of(log: &LogReader) -> Result<Option<[u8; 16]>, Error> {
     if log.head().seq == 0 {
         return Ok(None);
     }
@@ -236,7 +236,7 @@ pub fn store_id_of(log: &Log) -> Result<Option<[u8; 16]>, Error> {
 /// more than the log holds is reading another history (a store restored from a backup).
 /// `progress` gets each seq read and the head.
 pub fn export_log<W: Write>(
-    log: &Log,
+    log: &LogReader,
     seq_since: u64,
     out: W,
     progress: &mut dyn FnMut(u64, u64),

@@ -24,7 +24,7 @@ use crate::Error;
 use crate::log::format::{
     BATCH_BYTES_MAX, BODY_BYTES_MAX, FRAME_PREFIX_BYTES, PAYLOAD_FIXED_BYTES,
 };
-use crate::log::{Appended, Log, LogError};
+use crate::log::{Appended, LogError, LogReader};
 use crate::replay;
 use crate::state::apply::{apply, set_watermark};
 use crate::state::hot::{HotRows, StagedTables};
@@ -228,7 +228,7 @@ impl Ledger {
 /// Transaction entries for validation: the group's own (not yet in the log) first, then the
 /// log.
 struct GroupEntries<'a> {
-    log: &'a Log,
+    log: &'a LogReader,
     staged: &'a [Staged],
     /// Seq -> position in `staged` of the group's transaction entries.
     positions: &'a HashMap<u64, usize>,
@@ -256,7 +256,7 @@ impl EntrySource for GroupEntries<'_> {
 }
 
 /// Reads and decodes a transaction entry from the log.
-pub(crate) fn read_transaction(log: &Log, id: u64) -> Result<TransactionEntry, Error> {
+pub(crate) fn read_transaction(log: &LogReader, id: u64) -> Result<TransactionEntry, Error> {
     let entry = log.read(id)?;
     match replay::decode_body(&entry)? {
         EntryBody::Transaction(tx) => Ok(tx),

@@ -23,7 +23,7 @@ pub use read::{AccountView, LedgerStats};
 
 use crate::Error;
 use crate::log::vfs::{LockGuard, RealFs, Vfs};
-use crate::log::{Log, LogOptions, RecoveryReport};
+use crate::log::{Log, LogOptions, LogReader, RecoveryReport};
 use crate::replay;
 use crate::state::catchup::Applier;
 use crate::state::{State, StateOpened, StateView};
@@ -278,8 +278,28 @@ impl Ledger {
         &self.inner.dir
     }
 
-    /// The log (for verification, export and statistics).
-    pub fn log(&self) -> &Log {
+    /// The log, read-only (for verification, export and statistics): entries by seq,
+    /// iteration, the head. Only the ledger appends, so that every entry in the chain went
+    /// through validation and the state.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let ledger = folio::Ledger::create(dir.path().join("store"))?;
+    /// let head = ledger.log().head();
+    /// assert_eq!(ledger.log().read(head.seq)?.block_hash, head.block_hash);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// Appending through it does not compile (before issue 12 it appended a record that no
+    /// validation saw, and the store could never be verified or rebuilt again):
+    ///
+    /// ```compile_fail
+    /// let dir = tempfile::tempdir()?;
+    /// let ledger = folio::Ledger::create(dir.path().join("store"))?;
+    /// ledger.log().append(&[b"not an entry".to_vec()])?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn log(&self) -> &LogReader {
         &self.inner.log
     }
 
@@ -420,7 +440,7 @@ fn new_store_id() -> [u8; 16] {
     id
 }
 
-fn read_store_id(log: &Log) -> Result<[u8; 16], Error> {
+fn read_store_id(log: &LogReader) -> Result<[u8; 16], Error> {
     let first = log.read(1)?;
     match replay::decode_body(&first)? {
         EntryBody::StoreCreated(created) => Ok(created.store_id),

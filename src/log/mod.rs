@@ -162,15 +162,31 @@ impl View {
     }
 }
 
-/// The log of one store.
+/// The log of one store: a [`LogReader`] (every read, through `Deref`) and the writer.
 #[derive(Debug)]
 pub struct Log {
+    reader: LogReader,
+    writer: Mutex<Writer>,
+}
+
+/// The reading half of a [`Log`]: entries by seq, iteration, the head and figures. It cannot
+/// append or close, so it is what a [`Log`] is lent out as (`Ledger::log`): a holder of a
+/// reader can never put an entry into the chain behind the ledger's back.
+#[derive(Debug)]
+pub struct LogReader {
     vfs: Arc<dyn Vfs>,
     log_dir: PathBuf,
     options: LogOptions,
-    writer: Mutex<Writer>,
     view: RwLock<View>,
     recovery: RecoveryReport,
+}
+
+impl std::ops::Deref for Log {
+    type Target = LogReader;
+
+    fn deref(&self) -> &LogReader {
+        &self.reader
+    }
 }
 
 /// Summary figures of the log.
@@ -244,15 +260,33 @@ impl Log {
         };
         let writer = Writer::new(&options, active, head);
         Ok(Log {
-            vfs,
-            log_dir,
-            options,
+            reader: LogReader {
+                vfs,
+                log_dir,
+                options,
+                view: RwLock::new(View { segments, head }),
+                recovery: RecoveryReport { cuts },
+            },
             writer: Mutex::new(writer),
-            view: RwLock::new(View { segments, head }),
-            recovery: RecoveryReport { cuts },
         })
     }
 
+    /// Makes the log ready to be dropped: trims the active segment's preallocated space so
+    /// that the files hold exactly their records. Dropping without `close` is safe too (the
+    /// zeros are "no record yet").
+    pub fn close(&self) -> Result<(), LogError> {
+        let mut writer = self.writer_lock();
+        writer.trim()
+    }
+
+    fn writer_lock(&self) -> MutexGuard<'_, Writer> {
+        self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl LogReader {
     /// What open found and cut.
     pub fn recovery_report(&self) -> &RecoveryReport {
         &self.recovery
@@ -287,14 +321,6 @@ impl Log {
         &self.options
     }
 
-    /// Makes the log ready to be dropped: trims the active segment's preallocated space so
-    /// that the files hold exactly their records. Dropping without `close` is safe too (the
-    /// zeros are "no record yet").
-    pub fn close(&self) -> Result<(), LogError> {
-        let mut writer = self.writer_lock();
-        writer.trim()
-    }
-
     fn view_read(&self) -> RwLockReadGuard<'_, View> {
         self.view
             .read()
@@ -304,12 +330,6 @@ impl Log {
     fn view_write(&self) -> RwLockWriteGuard<'_, View> {
         self.view
             .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn writer_lock(&self) -> MutexGuard<'_, Writer> {
-        self.writer
-            .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

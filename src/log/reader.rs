@@ -8,12 +8,12 @@ use std::sync::Arc;
 use super::error::{CorruptionKind, LogError};
 use super::format::{self, FrameFault, Hash};
 use super::vfs::FileBytes;
-use super::{Entry, Log, Source};
+use super::{Entry, LogReader, Source};
 
 /// Most bytes read from the active segment in one call while iterating.
 const ACTIVE_READ_BYTES_MAX: u64 = 1 << 20;
 
-impl Log {
+impl LogReader {
     /// Reads the entry with this seq.
     pub fn read(&self, seq: u64) -> Result<Entry, LogError> {
         let (name, start, end, source) = {
@@ -160,7 +160,7 @@ impl Chunk {
 /// that fails its checks.
 #[derive(Debug)]
 pub struct LogIter<'a> {
-    log: &'a Log,
+    log: &'a LogReader,
     seq_next: u64,
     seq_end: u64,
     chunk: Option<Chunk>,

@@ -15,7 +15,7 @@ use super::{ReportError, ReportSink, walk};
 use crate::ledger::entry::{EntryBody, TransactionEntry};
 use crate::ledger::model::{self, Metadata, Timestamp};
 use crate::ledger::request::hex;
-use crate::log::{Entry, Log};
+use crate::log::{Entry, Log, LogReader};
 use crate::replay;
 
 /// What a journal export wrote.
@@ -31,7 +31,7 @@ pub struct JournalSummary {
 /// the log: the first gathers the final metadata of the transactions whose metadata changed
 /// after they were posted (usually few), the second writes every transaction.
 pub fn write_journal<W: Write>(
-    log: &Log,
+    log: &LogReader,
     ledger_name: &str,
     out: W,
 ) -> Result<JournalSummary, ReportError> {
@@ -88,7 +88,7 @@ fn write_error(source: io::Error) -> ReportError {
 /// First walk: the final metadata of every transaction changed after it was posted, and the
 /// assets the ledger uses (for the commodity directives).
 struct MetadataChanges<'a> {
-    log: &'a Log,
+    log: &'a LogReader,
     ledger: &'a str,
     changed: BTreeMap<u64, Metadata>,
     assets: BTreeSet<String>,

@@ -23,7 +23,7 @@ pub use trial::{TrialBalance, trial_balance};
 use crate::Error;
 use crate::ledger::entry::EntryBody;
 use crate::ledger::model::{Timestamp, exact_add};
-use crate::log::{Entry, Log};
+use crate::log::{Entry, LogReader};
 use crate::replay::{self, Replay};
 
 /// Parses a report's time bound: RFC 3339 (`2026-11-22T10:00:00Z`, any offset, at most
@@ -84,7 +84,7 @@ impl<S: ReportSink> Replay for Driven<'_, S> {
 
 /// Feeds every entry of the log, up to its head when the walk begins, to `sink`; returns
 /// that head's seq.
-fn walk(log: &Log, sink: &mut impl ReportSink) -> Result<u64, ReportError> {
+fn walk(log: &LogReader, sink: &mut impl ReportSink) -> Result<u64, ReportError> {
     let head = log.head().seq;
     let mut driven = Driven {
         sink,

@@ -5,7 +5,7 @@
 use redb::{Key, ReadOnlyTable, ReadableTable, Value};
 
 use crate::Error;
-use crate::log::Log;
+use crate::log::LogReader;
 use crate::replay;
 use crate::state::catchup::Applier;
 use crate::state::{ReadTables, State, StateError};
@@ -21,7 +21,11 @@ pub struct StateDifference {
 }
 
 /// Rebuilds, in memory, the state of entries `1..=seq_to`.
-pub fn replay_state(log: &Log, seq_to: u64, progress: &mut dyn FnMut(u64)) -> Result<State, Error> {
+pub fn replay_state(
+    log: &LogReader,
+    seq_to: u64,
+    progress: &mut dyn FnMut(u64),
+) -> Result<State, Error> {
     let state = State::in_memory()?;
     let mut applier = Applier::new(&state);
     replay::drive(log, 1, seq_to, &mut applier, progress)?;

@@ -21,7 +21,7 @@ use crate::ledger::entry::EntryBody;
 use crate::ledger::request::hex;
 use crate::log::sim::SimFs;
 use crate::log::vfs::{OpenMode, Vfs};
-use crate::log::{CorruptionKind, Cut, Entry, Hash, Head, Log, LogError, LogOptions};
+use crate::log::{CorruptionKind, Cut, Entry, Hash, Head, Log, LogError, LogOptions, LogReader};
 use crate::replay::{self, Replay};
 use crate::state::catchup::Applier;
 use crate::state::{ReadTables, STATE_FILE_NAME, State, StateOpened, StateView};
@@ -247,7 +247,7 @@ impl Replay for VerifySink<'_> {
 /// The checks on an open log and (if there is one) a state snapshot: the chain and bodies of
 /// every entry, the expected heads, the watermark's place in the log, and state = replay.
 pub fn verify_log_and_state(
-    log: &Log,
+    log: &LogReader,
     actual: Option<&ReadTables>,
     expect_heads: &[(u64, Hash)],
     progress: &mut dyn FnMut(u64, u64),
@@ -282,7 +282,7 @@ pub fn verify_log_and_state(
 }
 
 fn check_everything(
-    log: &Log,
+    log: &LogReader,
     actual: Option<&ReadTables>,
     watermark_seq: u64,
     expect_heads: &[(u64, Hash)],
@@ -351,7 +351,10 @@ fn failure_of_error(error: &Error) -> Failure {
     }
 }
 
-fn check_expected_heads(log: &Log, expect_heads: &[(u64, Hash)]) -> Result<Option<Failure>, Error> {
+fn check_expected_heads(
+    log: &LogReader,
+    expect_heads: &[(u64, Hash)],
+) -> Result<Option<Failure>, Error> {
     let head = log.head();
     for (seq, hash) in expect_heads {
         if *seq > head.seq {
