@@ -754,3 +754,47 @@ fn demo_runs_verifies_and_refuses_a_foreign_directory() {
     );
     assert!(foreign.join("important.txt").exists());
 }
+
+/// Runs folio expecting a usage error: exit 2, one line on stderr ending in `(USAGE)`, and with
+/// `--json` the error object on stdout.
+fn usage_error(args: &[&str]) -> String {
+    let (code, stdout, stderr) = run(args, "");
+    assert_eq!(code, 2, "{args:?}: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{args:?}: one line: {stderr}");
+    assert!(
+        stderr.starts_with("folio: error: ") && stderr.trim_end().ends_with("(USAGE)"),
+        "{args:?}: {stderr}"
+    );
+    if args.contains(&"--json") {
+        let error = json(&stdout);
+        assert_eq!(error["error"]["code"], "USAGE", "{args:?}");
+        return error["error"]["message"].as_str().unwrap().to_string();
+    }
+    assert_eq!(stdout, "", "{args:?}");
+    stderr
+}
+
+#[test]
+fn argument_errors_are_printed_like_every_other_error() {
+    let store = store_with_sale();
+    let message = usage_error(&["balance", "--store", store.s(), "till:1", "--json"]);
+    assert!(message.contains("--ledger"), "{message}");
+    let message = usage_error(&[
+        "tx",
+        "--store",
+        store.s(),
+        "--ledger",
+        "main",
+        "18446744073709551616",
+        "--json",
+    ]);
+    assert!(message.contains("18446744073709551616"), "{message}");
+    let message = usage_error(&["--json", "frobnicate"]);
+    assert!(message.contains("frobnicate"), "{message}");
+    usage_error(&["balance", "--store", store.s(), "till:1"]);
+    let (code, stdout, _) = run(&["--help"], "");
+    assert_eq!(code, 0);
+    assert!(stdout.contains("Usage: folio"), "{stdout}");
+    let (code, stdout, _) = run(&["--version"], "");
+    assert_eq!((code, stdout.starts_with("folio ")), (0, true), "{stdout}");
+}

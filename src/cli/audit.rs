@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use super::output::{CliError, print_json, progress_bar};
+use super::output::{CliError, finished, note, outln, print_json, progress_bar};
 use crate::ledger::request::parse_hex;
 use crate::log::vfs::RealFs;
 
@@ -36,27 +36,34 @@ pub(super) fn verify(store: &Path, expect_head: &[String], json: bool) -> Result
     };
     let report = crate::verify::verify_store(Arc::new(RealFs), store, &expect, &mut progress)?;
     bar.finish_and_clear();
+    finished(print_report(&report, json), if report.ok { 0 } else { 1 })
+}
+
+fn print_report(report: &crate::verify::VerifyReport, json: bool) -> Result<(), CliError> {
     if json {
-        print_json(&report)?;
-    } else {
-        let verdict = if report.ok { "OK" } else { "FAILED" };
-        println!("verify: {verdict}");
-        println!(
-            "entries {}  head {}:{}",
-            report.entries, report.head.seq, report.head.block_hash
-        );
-        println!("watermark {}  pending {}", report.watermark, report.pending);
-        for torn in &report.torn {
-            println!(
-                "torn tail (not a failure): {} at offset {}, {} bytes",
-                torn.segment, torn.offset, torn.bytes
-            );
-        }
-        if let Some(failure) = &report.first_failure {
-            println!("first failure: {} ({})", failure.kind, failure.detail);
-        }
+        return print_json(report);
     }
-    Ok(if report.ok { 0 } else { 1 })
+    let verdict = if report.ok { "OK" } else { "FAILED" };
+    outln!("verify: {verdict}")?;
+    outln!(
+        "entries {}  head {}:{}",
+        report.entries,
+        report.head.seq,
+        report.head.block_hash
+    )?;
+    outln!("watermark {}  pending {}", report.watermark, report.pending)?;
+    for torn in &report.torn {
+        outln!(
+            "torn tail (not a failure): {} at offset {}, {} bytes",
+            torn.segment,
+            torn.offset,
+            torn.bytes
+        )?;
+    }
+    if let Some(failure) = &report.first_failure {
+        outln!("first failure: {} ({})", failure.kind, failure.detail)?;
+    }
+    Ok(())
 }
 
 pub(super) fn replay(
@@ -99,9 +106,9 @@ pub(super) fn replay(
             &json!({ "store": target, "entries": applied, "seconds": seconds, "entries_per_second": per_second.round() }),
         )?;
     } else {
-        println!(
+        outln!(
             "replayed {applied} entries into {target} in {seconds:.2}s ({per_second:.0} entries/s)"
-        );
+        )?;
     }
     Ok(0)
 }
@@ -120,11 +127,11 @@ pub(super) fn export(store: &Path, since: u64) -> Result<u8, CliError> {
     match exported {
         Ok(summary) => {
             if summary.torn_tail {
-                eprintln!(
+                note(format_args!(
                     "folio: note: the log ends in a torn write after entry {}; it was not \
                      exported (the next open cuts it)",
                     summary.head
-                );
+                ));
             }
             Ok(0)
         }

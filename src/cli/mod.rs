@@ -167,7 +167,10 @@ enum AccountAction {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return parse_failed(&error),
+    };
     let json = cli.json;
     match run(cli) {
         Ok(code) => ExitCode::from(code),
@@ -176,6 +179,36 @@ pub fn main() -> ExitCode {
             ExitCode::from(error.exit)
         }
     }
+}
+
+/// `--help` and `--version` print as clap prints them (exit 0); every other parse error is a
+/// `USAGE` error printed like any other error, as JSON too when `--json` was given.
+fn parse_failed(error: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
+        // A reader that went away (`folio --help | head -1`) is not an error.
+        let _ = error.print();
+        return ExitCode::SUCCESS;
+    }
+    let error = match error.kind() {
+        // A bare `folio`: clap would print the whole help as the "error".
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            CliError::usage("no command given; usage: folio [OPTIONS] <COMMAND> (see folio --help)")
+        }
+        _ => CliError::from_clap(error),
+    };
+    error.print(json_requested(std::env::args_os().skip(1)));
+    ExitCode::from(error.exit)
+}
+
+/// Whether the raw arguments ask for `--json` (a global flag, so anywhere before a `--`), for
+/// a command line that clap could not parse.
+fn json_requested(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    args.take_while(|arg| arg != "--")
+        .any(|arg| arg == "--json")
 }
 
 /// Runs one command; `Ok` carries the exit code (0, or 1 when the command found a failure).

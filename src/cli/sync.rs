@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::output::{CliError, print_json, print_table};
+use super::output::{CliError, note, outln, print_json, print_table};
 use super::query::open;
 use crate::Ledger;
 use crate::outbox::http::{self, SyncOptions, SyncProgress, SyncReport};
@@ -75,7 +75,7 @@ pub(super) fn consumers(store: &Path, json: bool) -> Result<u8, CliError> {
             .iter()
             .map(|c| vec![c.name.clone(), c.cursor.to_string(), c.lag.to_string()])
             .collect();
-        print_table(&["CONSUMER", "CURSOR", "LAG"], &rows);
+        print_table(&["CONSUMER", "CURSOR", "LAG"], &rows)?;
     }
     Ok(0)
 }
@@ -124,22 +124,24 @@ fn print_progress(event: &SyncProgress, json: bool) {
             if json {
                 let delivered = json!({ "seq_first": seq_first, "seq_last": seq_last,
                     "events": events, "cursor": cursor });
-                println!("{}", json!({ "delivered": delivered }));
+                // A progress line that cannot be written is dropped: delivery goes on, and the
+                // cursor in the store says how far it got.
+                let _ = outln!("{}", json!({ "delivered": delivered }));
             } else {
-                eprintln!(
+                note(format_args!(
                     "folio sync: delivered {events} events of entries \
                      {seq_first}..={seq_last}; cursor {cursor}"
-                );
+                ));
             }
         }
         SyncProgress::Retrying {
             attempt,
             delay,
             detail,
-        } => eprintln!(
+        } => note(format_args!(
             "folio sync: attempt {attempt} failed ({detail}); retrying in {} ms",
             delay.as_millis()
-        ),
+        )),
     }
 }
 
@@ -191,10 +193,14 @@ pub(super) fn sync(store: &Path, args: SyncArgs, json: bool) -> Result<u8, CliEr
     if json {
         print_json(&json!({ "consumer": options.consumer, "sync": report }))?;
     } else {
-        println!(
+        outln!(
             "synced {} events in {} batches ({} retries); cursor of {} at {}",
-            report.events, report.batches, report.retries, options.consumer, report.cursor
-        );
+            report.events,
+            report.batches,
+            report.retries,
+            options.consumer,
+            report.cursor
+        )?;
     }
     Ok(0)
 }
