@@ -798,3 +798,86 @@ fn argument_errors_are_printed_like_every_other_error() {
     let (code, stdout, _) = run(&["--version"], "");
     assert_eq!((code, stdout.starts_with("folio ")), (0, true), "{stdout}");
 }
+
+#[test]
+fn a_json_array_is_not_a_request() {
+    let store = store_with_sale();
+    let input = [
+        r#"["main","arr-1",null,[["world","a","7","USD/2"]],{}]"#,
+        r#"{"ledger":"main","reference":"arr-2","postings":[["world","a","7","USD/2"]]}"#,
+        r#"{"ledger":"main","reference":"obj-3","postings":[{"source":"world","destination":"a","amount":"7","asset":"USD/2"}]}"#,
+    ]
+    .join("\n");
+    let (code, stdout, _) = run(&["post", "--store", store.s(), "--json"], &input);
+    assert_eq!(code, 1);
+    let lines = json_lines(&stdout);
+    assert_eq!(lines.len(), 3);
+    for (line, at) in [
+        (&lines[0], "line 1: "),
+        (&lines[1], "line 2: postings[0]: "),
+    ] {
+        assert_eq!(line["error"]["code"], "INVALID_JSON", "{line}");
+        let message = line["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(at) && message.contains("JSON object"),
+            "{message}"
+        );
+    }
+    assert_eq!(lines[2]["reference"], "obj-3");
+}
+
+#[test]
+fn every_amount_and_hash_argument_has_one_grammar() {
+    let store = store_with_sale();
+    for policy in ["1_000", ".5", "+5", "5.", "1e3", " 5"] {
+        let (code, stdout, _) = run(
+            &[
+                "account",
+                "--store",
+                store.s(),
+                "--ledger",
+                "main",
+                "till:1",
+                "--json",
+                "set-overdraft",
+                policy,
+                "--asset",
+                "USD/2",
+            ],
+            "",
+        );
+        assert_eq!(code, 1, "{policy}");
+        assert_eq!(json(&stdout)["error"]["code"], "INVALID_INPUT", "{policy}");
+    }
+    let (_, stdout, _) = run(&["head", "--store", store.s(), "--json"], "");
+    let hash = json(&stdout)["block_hash"].as_str().unwrap().to_string();
+    assert_eq!(
+        verify(&store, &["--expect-head", &format!("2:{hash}")]).0,
+        0
+    );
+    let plus_hash = format!("+f{}", &hash[2..]);
+    for digest in [
+        format!("+2:{hash}"),
+        format!("2:{plus_hash}"),
+        format!("2:{}", hash.to_uppercase()),
+        format!(" 2:{hash}"),
+    ] {
+        let args = ["verify", "--store", store.s(), "--expect-head", &digest];
+        let (code, _, stderr) = run(&args, "");
+        assert_eq!(code, 2, "{digest}");
+        assert!(stderr.ends_with("(USAGE)\n"), "{digest}: {stderr}");
+    }
+    let out = store.path.parent().unwrap().join("copy");
+    let out = out.to_str().unwrap();
+    for seq in ["+1", "1_0", "0x1"] {
+        usage_error(&[
+            "replay",
+            "--store",
+            store.s(),
+            "--to-seq",
+            seq,
+            "--out",
+            out,
+        ]);
+    }
+}

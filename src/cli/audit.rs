@@ -11,15 +11,17 @@ use super::output::{CliError, finished, note, outln, print_json, progress_bar};
 use crate::ledger::request::parse_hex;
 use crate::log::vfs::RealFs;
 
-/// Parses `SEQ:HASH`.
+/// Parses `SEQ:HASH` in the grammar `head` prints: a seq in digits, `:`, and the block hash
+/// as 64 lowercase hex digits.
 fn parse_expect_head(text: &str) -> Result<(u64, crate::log::Hash), CliError> {
     let bad = || {
         CliError::usage(format!(
-            "--expect-head {text:?} is not SEQ:HASH (64 hex digits)"
+            "--expect-head {text:?} is not SEQ:HASH (a seq in digits, ':', and 64 lowercase hex \
+             digits, as `folio head` prints it)"
         ))
     };
     let (seq, hash) = text.split_once(':').ok_or_else(bad)?;
-    let seq = seq.parse().map_err(|_| bad())?;
+    let seq = super::number(seq).map_err(|_| bad())?;
     let hash = parse_hex(hash).ok_or_else(bad)?;
     Ok((seq, hash))
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use super::number;
 use super::output::{CliError, note, outln, print_json, print_table};
 use super::query::open;
 use crate::Ledger;
@@ -41,25 +42,35 @@ pub(super) struct SyncArgs {
     #[arg(long, requires = "nats")]
     subject: Option<String>,
     /// Most events per request (HTTP) or per acknowledged batch (NATS).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = number::<usize>)]
     batch: usize,
     /// Send what is pending and exit, instead of following new entries.
     #[arg(long)]
     once: bool,
     /// The first retry's wait in milliseconds (doubling, with jitter, up to --retry-cap-ms).
-    #[arg(long, env = "FOLIO_SYNC_RETRY_BASE_MS", default_value_t = 500)]
+    #[arg(
+        long,
+        env = "FOLIO_SYNC_RETRY_BASE_MS",
+        default_value_t = 500,
+        value_parser = number::<u64>
+    )]
     retry_base_ms: u64,
     /// The longest wait between retries, in milliseconds.
-    #[arg(long, env = "FOLIO_SYNC_RETRY_CAP_MS", default_value_t = 60_000)]
+    #[arg(
+        long,
+        env = "FOLIO_SYNC_RETRY_CAP_MS",
+        default_value_t = 60_000,
+        value_parser = number::<u64>
+    )]
     retry_cap_ms: u64,
     /// Attempts per batch before giving up with SYNC_UNAVAILABLE (default: retry for ever).
-    #[arg(long)]
+    #[arg(long, value_parser = number::<u32>)]
     attempts_max: Option<u32>,
     /// One request's time limit (NATS: connecting, and each publish's ack), in milliseconds.
-    #[arg(long, default_value_t = 30_000)]
+    #[arg(long, default_value_t = 30_000, value_parser = number::<u64>)]
     timeout_ms: u64,
     /// How often to look for new entries while following, in milliseconds.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = number::<u64>)]
     poll_ms: u64,
 }
 
