@@ -800,6 +800,18 @@ fn argument_errors_are_printed_like_every_other_error() {
 }
 
 #[test]
+fn expect_head_zero_holds_only_with_the_zero_hash() {
+    let store = store_with_sale();
+    let zero = format!("0:{}", "0".repeat(64));
+    assert_eq!(verify(&store, &["--expect-head", &zero]).0, 0);
+    let other = format!("0:{}", "ab".repeat(32));
+    let (code, report) = verify(&store, &["--expect-head", &other]);
+    assert_eq!(code, 1);
+    assert_eq!(report["first_failure"]["kind"], "expect_head");
+    assert_eq!(report["first_failure"]["seq"], 0);
+}
+
+#[test]
 fn a_json_array_is_not_a_request() {
     let store = store_with_sale();
     let input = [
