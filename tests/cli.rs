@@ -893,3 +893,106 @@ fn every_amount_and_hash_argument_has_one_grammar() {
         ]);
     }
 }
+
+#[test]
+fn replay_out_refuses_a_to_seq_of_0_or_past_the_head() {
+    let store = store_with_sales(3);
+    let out = store.path.parent().unwrap().join("copy");
+    for seq in ["0", "5", "99"] {
+        let (code, stdout, stderr) = run(
+            &[
+                "replay",
+                "--store",
+                store.s(),
+                "--to-seq",
+                seq,
+                "--out",
+                out.to_str().unwrap(),
+                "--json",
+            ],
+            "",
+        );
+        assert_eq!(code, 2, "{seq}: {stderr}");
+        let error = json(&stdout);
+        assert_eq!(error["error"]["code"], "SEQ_OUT_OF_RANGE", "{seq}");
+        assert!(
+            stderr.contains("--to-seq") && stderr.contains("head is 4"),
+            "{seq}: {stderr}"
+        );
+        assert!(!out.exists(), "{seq}: nothing written");
+    }
+}
+
+#[test]
+fn replay_out_builds_under_a_partial_name_and_refuses_what_an_interrupted_one_left() {
+    let store = store_with_sales(3);
+    let parent = store.path.parent().unwrap();
+    let out = parent.join("copy");
+    let partial = parent.join("copy.replay-partial");
+    // What a replay killed half way leaves: a partial store under the temporary name.
+    std::fs::create_dir(&partial).unwrap();
+    std::fs::write(partial.join("LOCK"), "").unwrap();
+    let args = [
+        "replay",
+        "--store",
+        store.s(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let (code, _, stderr) = run(&args, "");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("copy.replay-partial") && stderr.contains("(STORE_EXISTS)"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "no store at --out");
+    std::fs::remove_dir_all(&partial).unwrap();
+    // An empty --out directory is fine: it is replaced by the complete copy.
+    std::fs::create_dir(&out).unwrap();
+    let (code, _, stderr) = run(&args, "");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!partial.exists(), "renamed once complete");
+    let out_store = Store {
+        _dir: tempfile::tempdir().unwrap(),
+        path: out,
+    };
+    let (code, report) = verify(&out_store, &[]);
+    assert_eq!((code, report["entries"].clone()), (0, 4.into()));
+}
+
+#[test]
+fn a_replay_out_killed_at_any_point_leaves_no_store_or_the_whole_one() {
+    let store = store_with_sales(3000);
+    let parent = store.path.parent().unwrap();
+    for (attempt, delay_ms) in [0u64, 5, 10, 20, 40, 80].into_iter().enumerate() {
+        let out = parent.join(format!("copy-{attempt}"));
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("folio"))
+            .args([
+                "replay",
+                "--store",
+                store.s(),
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        // SIGINT, as a user's Ctrl-C sends: folio installs no handler, so it dies at once.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        child.wait().unwrap();
+        if out.exists() {
+            let out_store = Store {
+                _dir: tempfile::tempdir().unwrap(),
+                path: out,
+            };
+            let (code, report) = verify(&out_store, &[]);
+            assert_eq!(
+                (code, report["entries"].clone()),
+                (0, 3001.into()),
+                "{delay_ms} ms"
+            );
+        }
+    }
+}

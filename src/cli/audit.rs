@@ -81,13 +81,10 @@ pub(super) fn replay(
     };
     let started = Instant::now();
     let applied = match (&out, to_seq) {
-        (Some(out), to_seq) => crate::replay::replay_into(
-            Arc::new(RealFs),
-            store,
-            to_seq.unwrap_or(u64::MAX),
-            out,
-            &mut progress,
-        )?,
+        (Some(out), to_seq) => {
+            crate::replay::replay_into(Arc::new(RealFs), store, to_seq, out, &mut progress)
+                .map_err(|error| replay_error(&error))?
+        }
         (None, Some(_)) => {
             return Err(CliError::usage(
                 "--to-seq needs --out: the store's own state always follows its whole log",
@@ -113,6 +110,29 @@ pub(super) fn replay(
         )?;
     }
     Ok(0)
+}
+
+/// Says which flag a replay error is about: a `--to-seq` outside 1 to the head, or an `--out`
+/// that holds something (perhaps what an interrupted replay left).
+fn replay_error(error: &crate::Error) -> CliError {
+    let mut cli = CliError::of(error);
+    match cli.code.as_str() {
+        "SEQ_OUT_OF_RANGE" => {
+            cli.message = format!(
+                "--to-seq: {}; it must be 1 to the head (entry 1 holds the store id)",
+                cli.message
+            );
+        }
+        "STORE_EXISTS" => {
+            cli.message = format!(
+                "--out: {} (a DIR.replay-partial is what an interrupted replay --out left: \
+                 remove it)",
+                cli.message
+            );
+        }
+        _ => {}
+    }
+    cli
 }
 
 /// Writes the events of the entries after `since` to stdout, through a buffer. A reader that

@@ -109,7 +109,7 @@ enum Command {
     },
     /// Rebuild the state from the log (or, with --out, a new store as of an entry).
     Replay {
-        /// Rebuild only up to this entry (with --out).
+        /// Rebuild only up to this entry (with --out): 1 to the head.
         #[arg(long, value_parser = number::<u64>)]
         to_seq: Option<u64>,
         /// Make a new store in this directory instead of replacing the state.
