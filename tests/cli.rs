@@ -1,7 +1,8 @@
 //! The `folio` binary's contract, run as a real process: every command's happy path, the exit
-//! codes (0 success, 1 a failure found, 2 usage/I/O/store errors), the JSON shapes, and verify
+//! codes (0 success, 1 a failure found, 2 usage/I/O/store errors), the JSON shapes, argument
+//! errors in the same error shape, one grammar for amounts, hashes and numbers, and verify
 //! catching a flipped log byte, a truncated log (with --expect-head) and an altered state, with
-//! replay restoring a deleted or altered state.
+//! replay restoring a deleted or altered state, and `replay --out` making a whole copy or none.
 
 #![allow(
     clippy::unwrap_used,

@@ -13,7 +13,8 @@ use crate::Error;
 /// An error as the CLI reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CliError {
-    /// 1 when the operation ran and was refused; 2 for usage, I/O and store errors.
+    /// 1 when the operation ran and was refused; 2 for usage, I/O and store errors; 0 for a
+    /// reader of stdout that went away ([`CliError::is_broken_pipe`], never printed).
     pub exit: u8,
     pub code: String,
     pub message: String,
