@@ -92,13 +92,18 @@ pub fn rebuild_state(
 /// Name of the state file while `rebuild_state` builds it.
 pub const REBUILD_FILE_NAME: &str = "state.redb.replay";
 
-/// Makes a new store in `out` holding the books as they stood at entry `seq_to`: the log's
-/// entries `1..=seq_to` appended anew (the hash chain is the same, since a block hash depends
-/// only on seq, previous hash and body) and the state rebuilt to match.
+/// Makes a new store in `out` holding the books as they stood at entry `seq_to` (the head when
+/// `None`): the log's entries `1..=seq_to` appended anew (the hash chain is the same, since a
+/// block hash depends only on seq, previous hash and body) and the state rebuilt to match.
+/// `seq_to` must be 1 to the head (`SEQ_OUT_OF_RANGE` otherwise): entry 1 records the store id,
+/// and a copy without it is no store. The copy is built in `<out>.replay-partial` and renamed
+/// to `out` only once complete, so an interrupted replay never leaves a store at `out` that
+/// holds part of the log; a `.replay-partial` left behind is refused (`STORE_EXISTS`) until
+/// removed.
 pub fn replay_into(
     vfs: std::sync::Arc<dyn crate::log::vfs::Vfs>,
     dir: &std::path::Path,
-    seq_to: u64,
+    seq_to: Option<u64>,
     out: &std::path::Path,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<u64, Error> {
@@ -113,36 +118,66 @@ pub fn replay_into(
             ..Default::default()
         },
     )?;
-    let seq_to = seq_to.min(log.head().seq);
+    let head = log.head().seq;
+    let seq_to = seq_to.unwrap_or(head);
+    if seq_to == 0 || seq_to > head {
+        return Err(crate::log::LogError::SeqOutOfRange { seq: seq_to, head }.into());
+    }
+    let Some((building, parent)) = partial_dir(out) else {
+        let value = out.display().to_string();
+        let reason = "must name a directory";
+        return Err(LedgerError::InvalidInput {
+            field: "out",
+            value,
+            reason,
+        }
+        .into());
+    };
     let io = |error: std::io::Error| LedgerError::Storage {
         detail: format!("{}: {error}", out.display()),
     };
-    if vfs.exists(out).map_err(io)? && !vfs.list(out).map_err(io)?.is_empty() {
-        return Err(LedgerError::StoreExists {
-            path: out.display().to_string(),
+    for path in [out, &building] {
+        if vfs.exists(path).map_err(io)? && !vfs.list(path).map_err(io)?.is_empty() {
+            let path = path.display().to_string();
+            return Err(LedgerError::StoreExists { path }.into());
         }
-        .into());
     }
-    vfs.create_dir_all(out).map_err(io)?;
-    let _out_lock = crate::ledger::take_lock(&*vfs, out)?;
-    let copy = Log::create(vfs.clone(), out, crate::log::LogOptions::default())?;
-    let state = State::create_file(&*vfs, out)?;
+    vfs.create_dir_all(&building).map_err(io)?;
+    let _out_lock = crate::ledger::take_lock(&*vfs, &building)?;
+    let copy = Log::create(vfs.clone(), &building, crate::log::LogOptions::default())?;
+    let state = State::create_file(&*vfs, &building)?;
     let mut sink = CopySink {
         log: &copy,
         bodies: Vec::new(),
         applier: crate::state::catchup::Applier::new(&state),
     };
     let copied = drive(&log, 1, seq_to, &mut sink, &mut |seq| progress(seq, seq_to))?;
-    let (source_head, copy_head) = (
-        log.read(seq_to).map(|entry| entry.block_hash).ok(),
-        copy.head(),
-    );
-    assert!(
-        seq_to == 0 || source_head == Some(copy_head.block_hash),
+    drop(sink);
+    let source_head = log.read(seq_to)?.block_hash;
+    assert_eq!(
+        source_head,
+        copy.head().block_hash,
         "a copied chain must hash the same"
     );
     copy.close()?;
+    drop(state);
+    vfs.rename(&building, out).map_err(io)?;
+    vfs.sync_dir(&parent).map_err(io)?;
     Ok(copied)
+}
+
+/// Where `replay_into` builds `out`: a sibling `<name>.replay-partial` (the same file system,
+/// so the final rename is atomic), and the directory that holds both; `None` for a path that
+/// names no directory (`/`, `..`).
+fn partial_dir(out: &std::path::Path) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    let name = out.file_name()?;
+    let parent = match out.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let mut partial = name.to_os_string();
+    partial.push(".replay-partial");
+    Some((parent.join(partial), parent))
 }
 
 /// Appends each entry's body to a new log (in batches) while applying it to a new state.

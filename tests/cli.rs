@@ -1,7 +1,8 @@
 //! The `folio` binary's contract, run as a real process: every command's happy path, the exit
-//! codes (0 success, 1 a failure found, 2 usage/I/O/store errors), the JSON shapes, and verify
+//! codes (0 success, 1 a failure found, 2 usage/I/O/store errors), the JSON shapes, argument
+//! errors in the same error shape, one grammar for amounts, hashes and numbers, and verify
 //! catching a flipped log byte, a truncated log (with --expect-head) and an altered state, with
-//! replay restoring a deleted or altered state.
+//! replay restoring a deleted or altered state, and `replay --out` making a whole copy or none.
 
 #![allow(
     clippy::unwrap_used,
@@ -753,4 +754,246 @@ fn demo_runs_verifies_and_refuses_a_foreign_directory() {
         2
     );
     assert!(foreign.join("important.txt").exists());
+}
+
+/// Runs folio expecting a usage error: exit 2, one line on stderr ending in `(USAGE)`, and with
+/// `--json` the error object on stdout.
+fn usage_error(args: &[&str]) -> String {
+    let (code, stdout, stderr) = run(args, "");
+    assert_eq!(code, 2, "{args:?}: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{args:?}: one line: {stderr}");
+    assert!(
+        stderr.starts_with("folio: error: ") && stderr.trim_end().ends_with("(USAGE)"),
+        "{args:?}: {stderr}"
+    );
+    if args.contains(&"--json") {
+        let error = json(&stdout);
+        assert_eq!(error["error"]["code"], "USAGE", "{args:?}");
+        return error["error"]["message"].as_str().unwrap().to_string();
+    }
+    assert_eq!(stdout, "", "{args:?}");
+    stderr
+}
+
+#[test]
+fn argument_errors_are_printed_like_every_other_error() {
+    let store = store_with_sale();
+    let message = usage_error(&["balance", "--store", store.s(), "till:1", "--json"]);
+    assert!(message.contains("--ledger"), "{message}");
+    let message = usage_error(&[
+        "tx",
+        "--store",
+        store.s(),
+        "--ledger",
+        "main",
+        "18446744073709551616",
+        "--json",
+    ]);
+    assert!(message.contains("18446744073709551616"), "{message}");
+    let message = usage_error(&["--json", "frobnicate"]);
+    assert!(message.contains("frobnicate"), "{message}");
+    usage_error(&["balance", "--store", store.s(), "till:1"]);
+    let (code, stdout, _) = run(&["--help"], "");
+    assert_eq!(code, 0);
+    assert!(stdout.contains("Usage: folio"), "{stdout}");
+    let (code, stdout, _) = run(&["--version"], "");
+    assert_eq!((code, stdout.starts_with("folio ")), (0, true), "{stdout}");
+}
+
+#[test]
+fn expect_head_zero_holds_only_with_the_zero_hash() {
+    let store = store_with_sale();
+    let zero = format!("0:{}", "0".repeat(64));
+    assert_eq!(verify(&store, &["--expect-head", &zero]).0, 0);
+    let other = format!("0:{}", "ab".repeat(32));
+    let (code, report) = verify(&store, &["--expect-head", &other]);
+    assert_eq!(code, 1);
+    assert_eq!(report["first_failure"]["kind"], "expect_head");
+    assert_eq!(report["first_failure"]["seq"], 0);
+}
+
+#[test]
+fn a_json_array_is_not_a_request() {
+    let store = store_with_sale();
+    let input = [
+        r#"["main","arr-1",null,[["world","a","7","USD/2"]],{}]"#,
+        r#"{"ledger":"main","reference":"arr-2","postings":[["world","a","7","USD/2"]]}"#,
+        r#"{"ledger":"main","reference":"obj-3","postings":[{"source":"world","destination":"a","amount":"7","asset":"USD/2"}]}"#,
+    ]
+    .join("\n");
+    let (code, stdout, _) = run(&["post", "--store", store.s(), "--json"], &input);
+    assert_eq!(code, 1);
+    let lines = json_lines(&stdout);
+    assert_eq!(lines.len(), 3);
+    for (line, at) in [
+        (&lines[0], "line 1: "),
+        (&lines[1], "line 2: postings[0]: "),
+    ] {
+        assert_eq!(line["error"]["code"], "INVALID_JSON", "{line}");
+        let message = line["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(at) && message.contains("JSON object"),
+            "{message}"
+        );
+    }
+    assert_eq!(lines[2]["reference"], "obj-3");
+}
+
+#[test]
+fn every_amount_and_hash_argument_has_one_grammar() {
+    let store = store_with_sale();
+    for policy in ["1_000", ".5", "+5", "5.", "1e3", " 5"] {
+        let (code, stdout, _) = run(
+            &[
+                "account",
+                "--store",
+                store.s(),
+                "--ledger",
+                "main",
+                "till:1",
+                "--json",
+                "set-overdraft",
+                policy,
+                "--asset",
+                "USD/2",
+            ],
+            "",
+        );
+        assert_eq!(code, 1, "{policy}");
+        assert_eq!(json(&stdout)["error"]["code"], "INVALID_INPUT", "{policy}");
+    }
+    let (_, stdout, _) = run(&["head", "--store", store.s(), "--json"], "");
+    let hash = json(&stdout)["block_hash"].as_str().unwrap().to_string();
+    assert_eq!(
+        verify(&store, &["--expect-head", &format!("2:{hash}")]).0,
+        0
+    );
+    let plus_hash = format!("+f{}", &hash[2..]);
+    for digest in [
+        format!("+2:{hash}"),
+        format!("2:{plus_hash}"),
+        format!("2:{}", hash.to_uppercase()),
+        format!(" 2:{hash}"),
+    ] {
+        let args = ["verify", "--store", store.s(), "--expect-head", &digest];
+        let (code, _, stderr) = run(&args, "");
+        assert_eq!(code, 2, "{digest}");
+        assert!(stderr.ends_with("(USAGE)\n"), "{digest}: {stderr}");
+    }
+    let out = store.path.parent().unwrap().join("copy");
+    let out = out.to_str().unwrap();
+    for seq in ["+1", "1_0", "0x1"] {
+        usage_error(&[
+            "replay",
+            "--store",
+            store.s(),
+            "--to-seq",
+            seq,
+            "--out",
+            out,
+        ]);
+    }
+}
+
+#[test]
+fn replay_out_refuses_a_to_seq_of_0_or_past_the_head() {
+    let store = store_with_sales(3);
+    let out = store.path.parent().unwrap().join("copy");
+    for seq in ["0", "5", "99"] {
+        let (code, stdout, stderr) = run(
+            &[
+                "replay",
+                "--store",
+                store.s(),
+                "--to-seq",
+                seq,
+                "--out",
+                out.to_str().unwrap(),
+                "--json",
+            ],
+            "",
+        );
+        assert_eq!(code, 2, "{seq}: {stderr}");
+        let error = json(&stdout);
+        assert_eq!(error["error"]["code"], "SEQ_OUT_OF_RANGE", "{seq}");
+        assert!(
+            stderr.contains("--to-seq") && stderr.contains("head is 4"),
+            "{seq}: {stderr}"
+        );
+        assert!(!out.exists(), "{seq}: nothing written");
+    }
+}
+
+#[test]
+fn replay_out_builds_under_a_partial_name_and_refuses_what_an_interrupted_one_left() {
+    let store = store_with_sales(3);
+    let parent = store.path.parent().unwrap();
+    let out = parent.join("copy");
+    let partial = parent.join("copy.replay-partial");
+    // What a replay killed half way leaves: a partial store under the temporary name.
+    std::fs::create_dir(&partial).unwrap();
+    std::fs::write(partial.join("LOCK"), "").unwrap();
+    let args = [
+        "replay",
+        "--store",
+        store.s(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let (code, _, stderr) = run(&args, "");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("copy.replay-partial") && stderr.contains("(STORE_EXISTS)"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "no store at --out");
+    std::fs::remove_dir_all(&partial).unwrap();
+    // An empty --out directory is fine: it is replaced by the complete copy.
+    std::fs::create_dir(&out).unwrap();
+    let (code, _, stderr) = run(&args, "");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!partial.exists(), "renamed once complete");
+    let out_store = Store {
+        _dir: tempfile::tempdir().unwrap(),
+        path: out,
+    };
+    let (code, report) = verify(&out_store, &[]);
+    assert_eq!((code, report["entries"].clone()), (0, 4.into()));
+}
+
+#[test]
+fn a_replay_out_killed_at_any_point_leaves_no_store_or_the_whole_one() {
+    let store = store_with_sales(3000);
+    let parent = store.path.parent().unwrap();
+    for (attempt, delay_ms) in [0u64, 5, 10, 20, 40, 80].into_iter().enumerate() {
+        let out = parent.join(format!("copy-{attempt}"));
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("folio"))
+            .args([
+                "replay",
+                "--store",
+                store.s(),
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        // SIGINT, as a user's Ctrl-C sends: folio installs no handler, so it dies at once.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        child.wait().unwrap();
+        if out.exists() {
+            let out_store = Store {
+                _dir: tempfile::tempdir().unwrap(),
+                path: out,
+            };
+            let (code, report) = verify(&out_store, &[]);
+            assert_eq!(
+                (code, report["entries"].clone()),
+                (0, 3001.into()),
+                "{delay_ms} ms"
+            );
+        }
+    }
 }

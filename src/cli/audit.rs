@@ -7,19 +7,21 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use super::output::{CliError, print_json, progress_bar};
+use super::output::{CliError, finished, note, outln, print_json, progress_bar};
 use crate::ledger::request::parse_hex;
 use crate::log::vfs::RealFs;
 
-/// Parses `SEQ:HASH`.
+/// Parses `SEQ:HASH` in the grammar `head` prints: a seq in digits, `:`, and the block hash
+/// as 64 lowercase hex digits.
 fn parse_expect_head(text: &str) -> Result<(u64, crate::log::Hash), CliError> {
     let bad = || {
         CliError::usage(format!(
-            "--expect-head {text:?} is not SEQ:HASH (64 hex digits)"
+            "--expect-head {text:?} is not SEQ:HASH (a seq in digits, ':', and 64 lowercase hex \
+             digits, as `folio head` prints it)"
         ))
     };
     let (seq, hash) = text.split_once(':').ok_or_else(bad)?;
-    let seq = seq.parse().map_err(|_| bad())?;
+    let seq = super::number(seq).map_err(|_| bad())?;
     let hash = parse_hex(hash).ok_or_else(bad)?;
     Ok((seq, hash))
 }
@@ -36,27 +38,34 @@ pub(super) fn verify(store: &Path, expect_head: &[String], json: bool) -> Result
     };
     let report = crate::verify::verify_store(Arc::new(RealFs), store, &expect, &mut progress)?;
     bar.finish_and_clear();
+    finished(print_report(&report, json), if report.ok { 0 } else { 1 })
+}
+
+fn print_report(report: &crate::verify::VerifyReport, json: bool) -> Result<(), CliError> {
     if json {
-        print_json(&report)?;
-    } else {
-        let verdict = if report.ok { "OK" } else { "FAILED" };
-        println!("verify: {verdict}");
-        println!(
-            "entries {}  head {}:{}",
-            report.entries, report.head.seq, report.head.block_hash
-        );
-        println!("watermark {}  pending {}", report.watermark, report.pending);
-        for torn in &report.torn {
-            println!(
-                "torn tail (not a failure): {} at offset {}, {} bytes",
-                torn.segment, torn.offset, torn.bytes
-            );
-        }
-        if let Some(failure) = &report.first_failure {
-            println!("first failure: {} ({})", failure.kind, failure.detail);
-        }
+        return print_json(report);
     }
-    Ok(if report.ok { 0 } else { 1 })
+    let verdict = if report.ok { "OK" } else { "FAILED" };
+    outln!("verify: {verdict}")?;
+    outln!(
+        "entries {}  head {}:{}",
+        report.entries,
+        report.head.seq,
+        report.head.block_hash
+    )?;
+    outln!("watermark {}  pending {}", report.watermark, report.pending)?;
+    for torn in &report.torn {
+        outln!(
+            "torn tail (not a failure): {} at offset {}, {} bytes",
+            torn.segment,
+            torn.offset,
+            torn.bytes
+        )?;
+    }
+    if let Some(failure) = &report.first_failure {
+        outln!("first failure: {} ({})", failure.kind, failure.detail)?;
+    }
+    Ok(())
 }
 
 pub(super) fn replay(
@@ -72,13 +81,10 @@ pub(super) fn replay(
     };
     let started = Instant::now();
     let applied = match (&out, to_seq) {
-        (Some(out), to_seq) => crate::replay::replay_into(
-            Arc::new(RealFs),
-            store,
-            to_seq.unwrap_or(u64::MAX),
-            out,
-            &mut progress,
-        )?,
+        (Some(out), to_seq) => {
+            crate::replay::replay_into(Arc::new(RealFs), store, to_seq, out, &mut progress)
+                .map_err(|error| replay_error(&error))?
+        }
         (None, Some(_)) => {
             return Err(CliError::usage(
                 "--to-seq needs --out: the store's own state always follows its whole log",
@@ -99,11 +105,34 @@ pub(super) fn replay(
             &json!({ "store": target, "entries": applied, "seconds": seconds, "entries_per_second": per_second.round() }),
         )?;
     } else {
-        println!(
+        outln!(
             "replayed {applied} entries into {target} in {seconds:.2}s ({per_second:.0} entries/s)"
-        );
+        )?;
     }
     Ok(0)
+}
+
+/// Says which flag a replay error is about: a `--to-seq` outside 1 to the head, or an `--out`
+/// that holds something (perhaps what an interrupted replay left).
+fn replay_error(error: &crate::Error) -> CliError {
+    let mut cli = CliError::of(error);
+    match cli.code.as_str() {
+        "SEQ_OUT_OF_RANGE" => {
+            cli.message = format!(
+                "--to-seq: {}; it must be 1 to the head (entry 1 holds the store id)",
+                cli.message
+            );
+        }
+        "STORE_EXISTS" => {
+            cli.message = format!(
+                "--out: {} (a DIR.replay-partial is what an interrupted replay --out left: \
+                 remove it)",
+                cli.message
+            );
+        }
+        _ => {}
+    }
+    cli
 }
 
 /// Writes the events of the entries after `since` to stdout, through a buffer. A reader that
@@ -120,11 +149,11 @@ pub(super) fn export(store: &Path, since: u64) -> Result<u8, CliError> {
     match exported {
         Ok(summary) => {
             if summary.torn_tail {
-                eprintln!(
+                note(format_args!(
                     "folio: note: the log ends in a torn write after entry {}; it was not \
                      exported (the next open cuts it)",
                     summary.head
-                );
+                ));
             }
             Ok(0)
         }

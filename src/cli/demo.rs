@@ -9,7 +9,7 @@ use std::time::Instant;
 use rust_decimal::Decimal;
 use serde_json::json;
 
-use super::output::{CliError, print_json, progress_bar};
+use super::output::{CliError, outln, print_json, progress_bar};
 use super::query::print_balances_table;
 use crate::ledger::model::Timestamp;
 use crate::ledger::request::hex;
@@ -184,37 +184,37 @@ pub(super) fn demo(dir: &Path, transactions: u64, json: bool) -> Result<u8, CliE
             },
         }))?;
     } else {
-        println!(
+        outln!(
             "A day at {TILLS} tills in {}: {} sales and drops posted, {} refunds, {} rejected, {} replayed",
             dir.display(),
             tally.posted,
             tally.refunds,
             tally.rejected,
             tally.replayed
-        );
-        println!("{per_second:.0} transactions/s ({seconds:.2}s)\n");
-        println!("End-of-day balances ({LEDGER}):");
-        print_balances_table(&balances);
+        )?;
+        outln!("{per_second:.0} transactions/s ({seconds:.2}s)\n")?;
+        outln!("End-of-day balances ({LEDGER}):")?;
+        print_balances_table(&balances)?;
         let verdict = if report.ok { "OK" } else { "FAILED" };
-        println!(
+        outln!(
             "\nverify: {verdict} ({} entries, state matches a replay of the log)",
             report.entries
-        );
-        println!("head digest: {}:{}", head.seq, hex(&head.block_hash));
+        )?;
+        outln!("head digest: {}:{}", head.seq, hex(&head.block_hash))?;
         if let (Some(account), Some(path)) = (&files.account, &files.statement) {
-            println!(
+            outln!(
                 "\nthe day's statement of {account} (CSV): {}",
                 path.display()
-            );
+            )?;
         }
-        println!(
+        outln!(
             "the journal of {LEDGER} (try: hledger -f {0} balance): {0}",
             files.journal.display()
-        );
-        println!(
+        )?;
+        outln!(
             "\nTry: folio balances --store {} --ledger {LEDGER}",
             dir.display()
-        );
+        )?;
     }
     Ok(if report.ok { 0 } else { 1 })
 }

@@ -46,6 +46,7 @@ enum Command {
     Revert {
         #[arg(long)]
         ledger: String,
+        #[arg(value_parser = number::<u64>)]
         id: u64,
         /// Post even if an account goes below its overdraft policy.
         #[arg(long)]
@@ -70,7 +71,11 @@ enum Command {
     Tx {
         #[arg(long)]
         ledger: String,
-        #[arg(required_unless_present = "reference", conflicts_with = "reference")]
+        #[arg(
+            required_unless_present = "reference",
+            conflicts_with = "reference",
+            value_parser = number::<u64>
+        )]
         id: Option<u64>,
         #[arg(long)]
         reference: Option<String>,
@@ -80,10 +85,10 @@ enum Command {
         #[arg(long)]
         ledger: String,
         account: String,
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, default_value_t = 100, value_parser = number::<usize>)]
         limit: usize,
         /// Continue after this id (the last id of the previous page): older transactions.
-        #[arg(long)]
+        #[arg(long, value_parser = number::<u64>)]
         after: Option<u64>,
     },
     /// Show an account, or change its overdraft policy or metadata.
@@ -104,8 +109,8 @@ enum Command {
     },
     /// Rebuild the state from the log (or, with --out, a new store as of an entry).
     Replay {
-        /// Rebuild only up to this entry (with --out).
-        #[arg(long)]
+        /// Rebuild only up to this entry (with --out): 1 to the head.
+        #[arg(long, value_parser = number::<u64>)]
         to_seq: Option<u64>,
         /// Make a new store in this directory instead of replacing the state.
         #[arg(long)]
@@ -114,7 +119,7 @@ enum Command {
     /// Export entries as JSON Lines.
     Export {
         /// Only entries after this seq.
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, value_parser = number::<u64>)]
         since: u64,
         #[arg(long, value_enum)]
         format: ExportFormat,
@@ -136,7 +141,7 @@ enum Command {
     /// Simulate a point-of-sale day on a demo store, verify it, and print the books.
     Demo {
         /// Transactions to simulate.
-        #[arg(long, default_value_t = 100_000)]
+        #[arg(long, default_value_t = 100_000, value_parser = number::<u64>)]
         transactions: u64,
     },
 }
@@ -167,7 +172,10 @@ enum AccountAction {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return parse_failed(&error),
+    };
     let json = cli.json;
     match run(cli) {
         Ok(code) => ExitCode::from(code),
@@ -176,6 +184,36 @@ pub fn main() -> ExitCode {
             ExitCode::from(error.exit)
         }
     }
+}
+
+/// `--help` and `--version` print as clap prints them (exit 0); every other parse error is a
+/// `USAGE` error printed like any other error, as JSON too when `--json` was given.
+fn parse_failed(error: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
+        // A reader that went away (`folio --help | head -1`) is not an error.
+        let _ = error.print();
+        return ExitCode::SUCCESS;
+    }
+    let error = match error.kind() {
+        // A bare `folio`: clap would print the whole help as the "error".
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            CliError::usage("no command given; usage: folio [OPTIONS] <COMMAND> (see folio --help)")
+        }
+        _ => CliError::from_clap(error),
+    };
+    error.print(json_requested(std::env::args_os().skip(1)));
+    ExitCode::from(error.exit)
+}
+
+/// Whether the raw arguments ask for `--json` (a global flag, so anywhere before a `--`), for
+/// a command line that clap could not parse.
+fn json_requested(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    args.take_while(|arg| arg != "--")
+        .any(|arg| arg == "--json")
 }
 
 /// Runs one command; `Ok` carries the exit code (0, or 1 when the command found a failure).
@@ -236,6 +274,16 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             demo::demo(&dir, transactions, json)
         }
     }
+}
+
+/// The one grammar of a number in an argument (an id, a seq, a count): decimal digits only, so
+/// `+7`, `1_000` or ` 7` are refused rather than read as 7 by one command and refused by another.
+fn number<T: std::str::FromStr>(text: &str) -> Result<T, String> {
+    if text.is_empty() || !text.bytes().all(|byte| byte.is_ascii_digit()) {
+        return Err("must be a number written with the digits 0-9 only".to_string());
+    }
+    text.parse()
+        .map_err(|_| "is too large a number for this argument".to_string())
 }
 
 impl From<Error> for CliError {

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde_json::json;
 
 use super::AccountAction;
-use super::output::{CliError, print_json, print_table};
+use super::output::{CliError, outln, print_json, print_table};
 use crate::ledger::request::hex;
 use crate::{Committed, Ledger, LedgerError, Receipt, RevertRequest};
 
@@ -24,11 +24,11 @@ pub(super) fn init(store: &Path, json: bool) -> Result<u8, CliError> {
             &json!({ "store": store.display().to_string(), "store_id": hex_id(&ledger.store_id()), "head": head_json(&head) }),
         )?;
     } else {
-        println!(
+        outln!(
             "created store {} (id {})",
             store.display(),
             hex_id(&ledger.store_id())
-        );
+        )?;
     }
     Ok(0)
 }
@@ -52,18 +52,22 @@ pub(super) fn print_receipt(receipt: &Receipt, json: bool) -> Result<(), CliErro
         .as_deref()
         .map(|r| format!(" ref {r}"))
         .unwrap_or_default();
-    println!(
+    outln!(
         "tx {}{reference}{replayed} in {} at {}",
-        receipt.id, receipt.ledger, receipt.timestamp
-    );
+        receipt.id,
+        receipt.ledger,
+        receipt.timestamp
+    )?;
     for posting in &receipt.postings {
-        println!(
+        outln!(
             "  {} -> {}  {} {}",
-            posting.source, posting.destination, posting.amount, posting.asset
-        );
+            posting.source,
+            posting.destination,
+            posting.amount,
+            posting.asset
+        )?;
     }
-    println!("  block_hash {}", hex(&receipt.block_hash));
-    Ok(())
+    outln!("  block_hash {}", hex(&receipt.block_hash))
 }
 
 pub(super) fn revert(
@@ -102,7 +106,7 @@ pub(super) fn balance(
             .iter()
             .map(|(asset, amount)| vec![asset.clone(), amount.to_string()])
             .collect();
-        print_table(&["ASSET", "BALANCE"], &rows);
+        print_table(&["ASSET", "BALANCE"], &rows)?;
     }
     Ok(0)
 }
@@ -128,21 +132,21 @@ pub(super) fn balances(
             .collect();
         print_json(&json!({ "ledger": ledger_name, "accounts": accounts }))?;
     } else {
-        print_balances_table(&accounts);
+        print_balances_table(&accounts)?;
     }
     Ok(0)
 }
 
 pub(super) fn print_balances_table(
     accounts: &BTreeMap<String, BTreeMap<String, rust_decimal::Decimal>>,
-) {
+) -> Result<(), CliError> {
     let mut rows = Vec::new();
     for (account, by_asset) in accounts {
         for (asset, amount) in by_asset {
             rows.push(vec![account.clone(), asset.clone(), amount.to_string()]);
         }
     }
-    print_table(&["ACCOUNT", "ASSET", "BALANCE"], &rows);
+    print_table(&["ACCOUNT", "ASSET", "BALANCE"], &rows)
 }
 
 pub(super) fn tx(
@@ -213,7 +217,7 @@ pub(super) fn history(
             ]
         })
         .collect();
-    print_table(&["ID", "TIMESTAMP", "REFERENCE", "BALANCE AFTER"], &rows);
+    print_table(&["ID", "TIMESTAMP", "REFERENCE", "BALANCE AFTER"], &rows)?;
     Ok(0)
 }
 
@@ -249,11 +253,11 @@ pub(super) fn account(
     if json {
         print_json(&committed)?;
     } else {
-        println!(
+        outln!(
             "entry {} block_hash {}",
             committed.seq,
             hex(&committed.block_hash)
-        );
+        )?;
     }
     Ok(0)
 }
@@ -276,10 +280,12 @@ fn show_account(
         print_json(&view)?;
         return Ok(0);
     }
-    println!(
+    outln!(
         "account {} in {} (postings: {})",
-        view.address, view.ledger, view.posting_seq
-    );
+        view.address,
+        view.ledger,
+        view.posting_seq
+    )?;
     let rows: Vec<Vec<String>> = view
         .volumes
         .iter()
@@ -297,9 +303,9 @@ fn show_account(
             ]
         })
         .collect();
-    print_table(&["ASSET", "INPUT", "OUTPUT", "BALANCE", "OVERDRAFT"], &rows);
+    print_table(&["ASSET", "INPUT", "OUTPUT", "BALANCE", "OVERDRAFT"], &rows)?;
     for (key, value) in &view.metadata {
-        println!("  {key} = {value}");
+        outln!("  {key} = {value}")?;
     }
     Ok(0)
 }
@@ -311,7 +317,7 @@ pub(super) fn head(store: &Path, json: bool) -> Result<u8, CliError> {
     if json {
         print_json(&head_json(&head))?;
     } else {
-        println!("{}:{}", head.seq, hex(&head.block_hash));
+        outln!("{}:{}", head.seq, hex(&head.block_hash))?;
     }
     Ok(0)
 }
@@ -340,7 +346,7 @@ pub(super) fn stats(store: &Path, json: bool) -> Result<u8, CliError> {
             vec!["transactions".to_string(), stats.transactions.to_string()],
             vec!["watermark".to_string(), stats.watermark.to_string()],
         ];
-        print_table(&["STAT", "VALUE"], &rows);
+        print_table(&["STAT", "VALUE"], &rows)?;
     }
     Ok(0)
 }

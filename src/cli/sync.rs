@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::output::{CliError, print_json, print_table};
+use super::number;
+use super::output::{CliError, note, outln, print_json, print_table};
 use super::query::open;
 use crate::Ledger;
 use crate::outbox::http::{self, SyncOptions, SyncProgress, SyncReport};
@@ -41,25 +42,35 @@ pub(super) struct SyncArgs {
     #[arg(long, requires = "nats")]
     subject: Option<String>,
     /// Most events per request (HTTP) or per acknowledged batch (NATS).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = number::<usize>)]
     batch: usize,
     /// Send what is pending and exit, instead of following new entries.
     #[arg(long)]
     once: bool,
     /// The first retry's wait in milliseconds (doubling, with jitter, up to --retry-cap-ms).
-    #[arg(long, env = "FOLIO_SYNC_RETRY_BASE_MS", default_value_t = 500)]
+    #[arg(
+        long,
+        env = "FOLIO_SYNC_RETRY_BASE_MS",
+        default_value_t = 500,
+        value_parser = number::<u64>
+    )]
     retry_base_ms: u64,
     /// The longest wait between retries, in milliseconds.
-    #[arg(long, env = "FOLIO_SYNC_RETRY_CAP_MS", default_value_t = 60_000)]
+    #[arg(
+        long,
+        env = "FOLIO_SYNC_RETRY_CAP_MS",
+        default_value_t = 60_000,
+        value_parser = number::<u64>
+    )]
     retry_cap_ms: u64,
     /// Attempts per batch before giving up with SYNC_UNAVAILABLE (default: retry for ever).
-    #[arg(long)]
+    #[arg(long, value_parser = number::<u32>)]
     attempts_max: Option<u32>,
     /// One request's time limit (NATS: connecting, and each publish's ack), in milliseconds.
-    #[arg(long, default_value_t = 30_000)]
+    #[arg(long, default_value_t = 30_000, value_parser = number::<u64>)]
     timeout_ms: u64,
     /// How often to look for new entries while following, in milliseconds.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = number::<u64>)]
     poll_ms: u64,
 }
 
@@ -75,7 +86,7 @@ pub(super) fn consumers(store: &Path, json: bool) -> Result<u8, CliError> {
             .iter()
             .map(|c| vec![c.name.clone(), c.cursor.to_string(), c.lag.to_string()])
             .collect();
-        print_table(&["CONSUMER", "CURSOR", "LAG"], &rows);
+        print_table(&["CONSUMER", "CURSOR", "LAG"], &rows)?;
     }
     Ok(0)
 }
@@ -124,22 +135,24 @@ fn print_progress(event: &SyncProgress, json: bool) {
             if json {
                 let delivered = json!({ "seq_first": seq_first, "seq_last": seq_last,
                     "events": events, "cursor": cursor });
-                println!("{}", json!({ "delivered": delivered }));
+                // A progress line that cannot be written is dropped: delivery goes on, and the
+                // cursor in the store says how far it got.
+                let _ = outln!("{}", json!({ "delivered": delivered }));
             } else {
-                eprintln!(
+                note(format_args!(
                     "folio sync: delivered {events} events of entries \
                      {seq_first}..={seq_last}; cursor {cursor}"
-                );
+                ));
             }
         }
         SyncProgress::Retrying {
             attempt,
             delay,
             detail,
-        } => eprintln!(
+        } => note(format_args!(
             "folio sync: attempt {attempt} failed ({detail}); retrying in {} ms",
             delay.as_millis()
-        ),
+        )),
     }
 }
 
@@ -191,10 +204,14 @@ pub(super) fn sync(store: &Path, args: SyncArgs, json: bool) -> Result<u8, CliEr
     if json {
         print_json(&json!({ "consumer": options.consumer, "sync": report }))?;
     } else {
-        println!(
+        outln!(
             "synced {} events in {} batches ({} retries); cursor of {} at {}",
-            report.events, report.batches, report.retries, options.consumer, report.cursor
-        );
+            report.events,
+            report.batches,
+            report.retries,
+            options.consumer,
+            report.cursor
+        )?;
     }
     Ok(0)
 }

@@ -307,7 +307,9 @@ impl FromStr for Overdraft {
             "none" => Ok(Overdraft::None),
             "unbounded" => Ok(Overdraft::Unbounded),
             _ => {
-                let limit = Decimal::from_str_exact(text)
+                // The amount grammar of every amount (`parse_decimal_text`): `1_000`, `.5` or
+                // `+5` are refused here as they are in a posting.
+                let limit = parse_decimal_text(text)
                     .map_err(|_| {
                         invalid("overdraft", text, "must be none, unbounded or an amount")
                     })?

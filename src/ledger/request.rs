@@ -30,6 +30,7 @@ pub struct PostRequest {
     /// Effective time; defaults to now. May lie in the past (an offline device posting later).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<Timestamp>,
+    #[serde(deserialize_with = "postings_in")]
     pub postings: Vec<Posting>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: Metadata,
@@ -81,9 +82,10 @@ impl PostRequest {
     /// ```
     pub fn from_json_line(line: &str) -> Result<PostRequest, String> {
         let mut deserializer = serde_json::Deserializer::from_str(line);
-        let parsed: Result<PostRequest, _> = serde_path_to_error::deserialize(&mut deserializer);
+        let parsed: Result<ObjectOnly<PostRequest>, _> =
+            serde_path_to_error::deserialize(&mut deserializer);
         match parsed {
-            Ok(request) => deserializer
+            Ok(ObjectOnly(request)) => deserializer
                 .end()
                 .map(|()| request)
                 .map_err(|error| error.to_string()),
@@ -221,9 +223,11 @@ pub fn hex(hash: &Hash) -> String {
     hash.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-/// Parses 64 hex digits into a hash.
+/// Parses 64 lowercase hex digits (the form [`hex`] writes) into a hash; nothing else, so that
+/// a hash has one written form (`u8::from_str_radix` alone would take `+f`).
 pub fn parse_hex(text: &str) -> Option<Hash> {
-    if text.len() != 64 || !text.is_ascii() {
+    let lowercase_hex = |byte: u8| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte);
+    if text.len() != 64 || !text.bytes().all(lowercase_hex) {
         return None;
     }
     let mut hash = [0u8; 32];
@@ -231,6 +235,37 @@ pub fn parse_hex(text: &str) -> Option<Hash> {
         *byte = u8::from_str_radix(&text[index * 2..index * 2 + 2], 16).ok()?;
     }
     Some(hash)
+}
+
+/// A struct read from a JSON object only. serde's derive also reads a struct from an array of
+/// its fields in order (`["main","ref",null,[...],{}]`), a second shape that the unknown-field
+/// rule cannot see; a request has one shape.
+struct ObjectOnly<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjectVisitor<T> {
+            type Value = T;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        let visitor = ObjectVisitor(std::marker::PhantomData);
+        deserializer.deserialize_map(visitor).map(ObjectOnly)
+    }
+}
+
+/// `postings`: an array of posting objects (see [`ObjectOnly`]).
+fn postings_in<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Posting>, D::Error> {
+    let postings = Vec::<ObjectOnly<Posting>>::deserialize(deserializer)?;
+    Ok(postings
+        .into_iter()
+        .map(|ObjectOnly(posting)| posting)
+        .collect())
 }
 
 fn hash_out<S: Serializer>(hash: &Hash, serializer: S) -> Result<S::Ok, S::Error> {

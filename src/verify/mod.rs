@@ -364,14 +364,15 @@ fn check_expected_heads(
             );
             return Ok(Some(Failure::new("expect_head", Some(*seq), detail)));
         }
-        if *seq == 0 {
-            continue;
-        }
-        let entry = log.read(*seq)?;
-        if entry.block_hash != *hash {
+        // Head 0 is the empty log's, whose hash is the zero hash: any other hash at 0 fails.
+        let actual = match seq {
+            0 => crate::log::HASH_ZERO,
+            _ => log.read(*seq)?.block_hash,
+        };
+        if actual != *hash {
             let detail = format!(
                 "entry {seq} has block_hash {} but {} was expected: the log was rewritten",
-                hex(&entry.block_hash),
+                hex(&actual),
                 hex(hash)
             );
             return Ok(Some(Failure::new("expect_head", Some(*seq), detail)));

@@ -61,3 +61,31 @@ pub fn cursor_of(path: &Path, consumer: &str) -> u64 {
         .find(|c| c["name"] == consumer)
         .map_or(0, |c| c["cursor"].as_u64().unwrap())
 }
+
+/// Runs folio with args and these stdin bytes (which need not be UTF-8), returning (exit code,
+/// stdout, stderr).
+pub fn run_with_stdin(args: &[&str], stdin: &[u8]) -> (i32, String, String) {
+    let output = folio()
+        .args(args)
+        .write_stdin(stdin.to_vec())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    (output.status.code().unwrap(), stdout, stderr)
+}
+
+/// Runs folio with args and stdout going to `stdout` (a pipe with no reader, `/dev/full`),
+/// returning (exit code, stderr).
+pub fn run_into(args: &[&str], stdout: std::process::Stdio) -> (i32, String) {
+    let output = std::process::Command::new(assert_cmd::cargo::cargo_bin("folio"))
+        .env_remove("FOLIO_STORE")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(stdout)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    (output.status.code().unwrap(), stderr)
+}
