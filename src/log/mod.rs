@@ -469,7 +469,7 @@ impl Opener<'_> {
         file.read_exact_at(&mut bytes, 0).map_err(io)?;
         if is_torn_header(&bytes) {
             if !segments.is_empty() {
-                self.cut_torn_roll(&path, name, expect.first_seq - 1)?;
+                self.cut_torn_roll(&path, name, expect)?;
                 return Ok(None);
             }
             bytes = self.rewrite_torn_create(&*file, name, &path)?;
@@ -492,13 +492,23 @@ impl Opener<'_> {
         Ok(Some(scanned))
     }
 
-    /// Removes a last segment whose header never became durable (F-34).
-    fn cut_torn_roll(
-        &mut self,
-        path: &Path,
-        name: &str,
-        seq_last_kept: u64,
-    ) -> Result<(), LogError> {
+    /// Removes a last segment whose header never became durable (F-34), unless the state has
+    /// applied entries past the segment before it (F-36): those entries were in this file, so
+    /// it is lost data, not a torn roll, and it is left as it is for the operator.
+    fn cut_torn_roll(&mut self, path: &Path, name: &str, expect: Expect) -> Result<(), LogError> {
+        let seq_last_kept = expect.first_seq - 1;
+        if seq_last_kept < expect.seq_durable_min {
+            let kind = CorruptionKind::DamageBelowWatermark {
+                seq_last_valid: seq_last_kept,
+                seq_durable_min: expect.seq_durable_min,
+            };
+            return Err(LogError::Corrupt {
+                segment: name.to_string(),
+                offset_bytes: 0,
+                seq: expect.first_seq,
+                kind,
+            });
+        }
         let io = |source| LogError::Io {
             path: path.to_path_buf(),
             source,
