@@ -21,6 +21,13 @@ pub enum StateError {
     /// redb panicked while opening the file (a damaged file).
     #[error("state file could not be opened: {0}")]
     Unreadable(String),
+    /// The disk is too full to open the state file (redb's recovery writes) or to create it;
+    /// the file was left as it was.
+    #[error("no space left for the state file {path}: {source}")]
+    NoSpace {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 macro_rules! from_redb {
