@@ -95,3 +95,56 @@ impl Replay for Applier<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::entry::{ConsumerAcked, StoreCreated};
+    use crate::state::StateView;
+
+    fn entry(seq: u64, body_bytes: usize) -> Entry {
+        Entry {
+            seq,
+            batch_first_seq: seq,
+            previous_hash: [0; 32],
+            block_hash: [seq as u8; 32],
+            body: vec![0; body_bytes],
+        }
+    }
+
+    fn body(seq: u64) -> EntryBody {
+        if seq == 1 {
+            return EntryBody::StoreCreated(StoreCreated {
+                store_id: [7; 16],
+                created_at: 0,
+            });
+        }
+        EntryBody::ConsumerAcked(ConsumerAcked {
+            consumer: "central".to_string(),
+            seq: seq - 1,
+            inserted_at: 0,
+        })
+    }
+
+    #[test]
+    fn a_catch_up_commits_before_its_entries_pass_the_byte_bound() {
+        let state = State::in_memory().unwrap();
+        let mut applier = Applier::new(&state);
+        let body_bytes = BODY_BYTES_PER_TRANSACTION_MAX / 4 + 1;
+        for seq in 1..=9 {
+            applier.entry(&entry(seq, body_bytes), &body(seq)).unwrap();
+            // Never more than the bound buffered (far fewer than ENTRIES_PER_TRANSACTION_MAX).
+            assert!(applier.buffered_body_bytes <= BODY_BYTES_PER_TRANSACTION_MAX);
+        }
+        // Three entries fit under the bound: 1..=3 and 4..=6 are committed, 7..=9 buffered.
+        assert_eq!(state.read_tables().unwrap().watermark().unwrap().seq, 6);
+        applier.finish().unwrap();
+        assert_eq!(state.read_tables().unwrap().watermark().unwrap().seq, 9);
+        // An entry over the bound on its own goes alone.
+        applier
+            .entry(&entry(10, BODY_BYTES_PER_TRANSACTION_MAX + 1), &body(10))
+            .unwrap();
+        applier.entry(&entry(11, 1), &body(11)).unwrap();
+        assert_eq!(state.read_tables().unwrap().watermark().unwrap().seq, 10);
+    }
+}
