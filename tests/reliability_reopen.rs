@@ -14,6 +14,7 @@ mod support {
 }
 
 use folio::log::sim::{Fault, FaultError, OpKind};
+use folio::log::vfs::Vfs;
 use folio::{PostRequest, Posting};
 use support::workload::{self, LEDGER};
 
@@ -93,5 +94,27 @@ fn a_store_opens_and_reads_with_no_free_space_and_a_post_fails_with_no_space() {
     let ledger = workload::open(&fs).unwrap();
     assert!(!ledger.post(sale("b", "2.00")).unwrap().replayed);
     assert_eq!(till(&ledger), "3");
+    assert!(ledger.verify(&[]).unwrap().ok);
+}
+
+/// A state that must be rebuilt (here: its file is gone) needs space: on a full disk the open
+/// fails with `NO_SPACE` (it was `STATE`), and once space returns the store opens whole.
+#[test]
+fn rebuilding_the_state_on_a_full_disk_is_no_space_and_succeeds_once_space_returns() {
+    let fs = workload::new_disk(7);
+    let ledger = workload::create(&fs).unwrap();
+    for n in 0..20 {
+        ledger.post(sale(&format!("s{n}"), "1.00")).unwrap();
+    }
+    ledger.close().unwrap();
+    drop(ledger);
+    let state = std::path::Path::new(workload::STORE).join(folio::state::STATE_FILE_NAME);
+    fs.remove(&state).unwrap();
+    fs.set_free_bytes(Some(0));
+    let error = workload::open(&fs).unwrap_err();
+    assert_eq!(error.code(), "NO_SPACE", "{error}");
+    fs.set_free_bytes(None);
+    let ledger = workload::open(&fs).unwrap();
+    assert_eq!(till(&ledger), "20");
     assert!(ledger.verify(&[]).unwrap().ok);
 }

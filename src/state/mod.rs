@@ -92,10 +92,7 @@ impl State {
                 state.ensure_tables()?;
                 Ok((state, StateOpened::Existing))
             }
-            Err(OpenFailure::NoSpace(source)) => Err(StateError::NoSpace {
-                path: path.clone(),
-                source,
-            }),
+            Err(OpenFailure::NoSpace(source)) => Err(StateError::NoSpace { source }),
             Err(OpenFailure::Io(source)) => Err(io(source)),
             Err(OpenFailure::Unreadable(error)) => {
                 let damaged = store_dir.join(STATE_DAMAGED_NAME);
@@ -205,10 +202,7 @@ impl State {
             |error: std::io::Error| StateError::Database(format!("{}: {error}", path.display()));
         vfs.sync_dir(store_dir).map_err(io)?;
         let db = open_database(file).map_err(|failure| match failure {
-            OpenFailure::NoSpace(source) => StateError::NoSpace {
-                path: path.to_path_buf(),
-                source,
-            },
+            OpenFailure::NoSpace(source) => StateError::NoSpace { source },
             OpenFailure::Io(source) => io(source),
             OpenFailure::Unreadable(detail) => StateError::Unreadable(detail),
         })?;
