@@ -5,7 +5,9 @@
 //! One writer appends batches (one write and one `fdatasync` each: the group-commit point);
 //! any number of readers read by seq or iterate, sealed segments through a memory map and
 //! the active one with positional reads. `open` validates the log and cuts only a provably
-//! torn tail (see `recovery.rs`).
+//! torn tail (see `recovery.rs`); a read-write open then writes the tail past the state's
+//! watermark again and syncs it (F-44), and a process that may not write the log gets a
+//! read-only one.
 
 pub mod format;
 pub mod sim;
