@@ -33,12 +33,13 @@ impl Error {
                 LogError::NoSpace { .. } => "NO_SPACE",
                 LogError::Io { .. } => "IO",
                 LogError::SeqOutOfRange { .. } => "SEQ_OUT_OF_RANGE",
-                LogError::ReadOnly => "READ_ONLY",
+                LogError::ReadOnly | LogError::NotWritable { .. } => "READ_ONLY",
                 LogError::InvalidOption(_) => "INVALID_INPUT",
             },
             Error::State(error) => match error {
                 StateError::Inconsistent { .. } => "STATE_INCONSISTENT",
                 StateError::BadEntry { .. } => "BAD_ENTRY",
+                StateError::NoSpace { .. } => "NO_SPACE",
                 StateError::Database(_) | StateError::BadRow { .. } | StateError::Unreadable(_) => {
                     "STATE"
                 }

@@ -588,3 +588,39 @@ fn a_segment_file_larger_than_the_writer_makes_is_refused_unread() {
         other => panic!("expected SegmentTooLarge, got {other:?}"),
     }
 }
+
+/// F-34, F-36: an all-zero last segment is a torn roll only when the state has applied
+/// nothing past the segment before it; under a higher watermark the file held entries the
+/// state applied, and open refuses before removing anything.
+#[test]
+fn a_torn_roll_under_the_watermark_is_refused_and_the_file_is_kept() {
+    let fs = store_with_entries(100, 4096);
+    let head = open(&fs, options(4096)).unwrap().head();
+    let torn_path = segment_path(head.seq + 1);
+    fs.open(&torn_path, folio::log::vfs::OpenMode::CreateNew)
+        .unwrap();
+    assert!(fs.set_file_bytes(&torn_path, vec![0; 4096]));
+    let behind_state = LogOptions {
+        seq_durable_min: head.seq + 3,
+        ..options(4096)
+    };
+    let (segment, _, seq, kind) = corrupt_kind(open(&fs, behind_state));
+    assert_eq!(segment, format::segment_name(head.seq + 1));
+    assert_eq!(seq, head.seq + 1);
+    assert_eq!(
+        kind,
+        CorruptionKind::DamageBelowWatermark {
+            seq_last_valid: head.seq,
+            seq_durable_min: head.seq + 3,
+        }
+    );
+    assert_eq!(fs.file_bytes(&torn_path), Some(vec![0; 4096]));
+    // At the watermark the roll is torn, and cut as before.
+    let at_watermark = LogOptions {
+        seq_durable_min: head.seq,
+        ..options(4096)
+    };
+    let log = open(&fs, at_watermark).unwrap();
+    assert_eq!(log.recovery_report().cuts[0].kind, CutKind::TornSegment);
+    assert_eq!(fs.file_bytes(&torn_path), None);
+}

@@ -405,8 +405,11 @@ pub(crate) fn lock_store(vfs: &dyn Vfs, dir: &Path) -> Result<Box<dyn LockGuard>
     take_lock(vfs, dir)
 }
 
+/// Takes the store's lock file. A user who may only read the store locks it too (the lock
+/// file opened for reading); an error names the lock file, not just the directory.
 pub(crate) fn take_lock(vfs: &dyn Vfs, dir: &Path) -> Result<Box<dyn LockGuard>, Error> {
-    match vfs.lock(&dir.join(LOCK_FILE_NAME)) {
+    let path = dir.join(LOCK_FILE_NAME);
+    match vfs.lock(&path) {
         Ok(guard) => Ok(guard),
         Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
             Err(LedgerError::StoreInUse {
@@ -423,7 +426,7 @@ pub(crate) fn take_lock(vfs: &dyn Vfs, dir: &Path) -> Result<Box<dyn LockGuard>,
             .into())
         }
         Err(error) => Err(LedgerError::Storage {
-            detail: format!("{}: {error}", dir.display()),
+            detail: format!("cannot lock the store: {}: {error}", path.display()),
         }
         .into()),
     }

@@ -69,6 +69,10 @@ pub enum LogError {
     /// Appends on a log opened read-only.
     #[error("the log is open read-only")]
     ReadOnly,
+    /// Appends on a log opened read-write whose active segment this process may not write (its
+    /// permissions, a read-only mount): the open went on read-only, so reads work.
+    #[error("{path} cannot be written ({source}): the store is read-only to this process")]
+    NotWritable { path: PathBuf, source: io::Error },
     /// Bad options.
     #[error("invalid log option: {0}")]
     InvalidOption(&'static str),

@@ -5,7 +5,9 @@
 //! One writer appends batches (one write and one `fdatasync` each: the group-commit point);
 //! any number of readers read by seq or iterate, sealed segments through a memory map and
 //! the active one with positional reads. `open` validates the log and cuts only a provably
-//! torn tail (see `recovery.rs`).
+//! torn tail (see `recovery.rs`); a read-write open then writes the tail past the state's
+//! watermark again and syncs it (F-44), and a process that may not write the log gets a
+//! read-only one.
 
 pub mod format;
 pub mod sim;
@@ -16,6 +18,7 @@ mod reader;
 mod recovery;
 mod writer;
 
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -26,7 +29,7 @@ pub use reader::LogIter;
 use format::SegmentHeader;
 use recovery::{Expect, Scanned};
 use vfs::{FileBytes, OpenMode, Vfs, VfsFile};
-use writer::Writer;
+use writer::{NotWritable, Writer};
 
 /// Name of the log's folder inside a store.
 pub const LOG_DIR_NAME: &str = "log";
@@ -40,6 +43,8 @@ pub struct LogOptions {
     /// The state's durable watermark: recovery never cuts a tail at or below this seq.
     pub seq_durable_min: u64,
     /// Open without changing anything: a torn tail is reported, not cut; appends fail.
+    /// A read-write open whose active segment this process may not write (its permissions, a
+    /// read-only mount) falls back to this, and its appends fail with `NotWritable`.
     pub read_only: bool,
 }
 
@@ -248,9 +253,15 @@ impl Log {
             log_dir: &log_dir,
             options: &options,
             cuts,
+            not_writable: None,
+            last_bytes: None,
         };
         let (segments, active) = opener.open_segments(&names)?;
-        let cuts = opener.cuts;
+        let Opener {
+            cuts, not_writable, ..
+        } = opener;
+        let mut options = options;
+        options.read_only |= not_writable.is_some();
         let last = segments
             .last()
             .ok_or_else(|| not_a_store(store_dir, "no segments"))?;
@@ -258,7 +269,7 @@ impl Log {
             seq: last.seq_end() - 1,
             block_hash: active.hash_last,
         };
-        let writer = Writer::new(&options, active, head);
+        let writer = Writer::new(&options, active, head, not_writable);
         Ok(Log {
             reader: LogReader {
                 vfs,
@@ -401,6 +412,8 @@ fn write_first_segment(
 struct Active {
     file: Arc<dyn VfsFile>,
     end_bytes: u64,
+    /// Bytes the file has (its records and any preallocated zeros).
+    file_bytes: u64,
     records: u64,
     hash_last: Hash,
 }
@@ -411,9 +424,34 @@ struct Opener<'a> {
     log_dir: &'a Path,
     options: &'a LogOptions,
     cuts: Vec<Cut>,
+    /// Set when a read-write open finds it may not write the active segment: the open goes on
+    /// read-only (reads need no write permission), and appends say why they fail.
+    not_writable: Option<NotWritable>,
+    /// The last segment's bytes as its scan checked them, until `activate` takes them.
+    last_bytes: Option<Vec<u8>>,
 }
 
 impl Opener<'_> {
+    fn read_only(&self) -> bool {
+        self.options.read_only || self.not_writable.is_some()
+    }
+
+    /// Opens the segment that may be written: for writing, unless the open is read-only or
+    /// this process may not write it (then for reading, and the open becomes read-only).
+    fn open_active(&mut self, path: &Path) -> io::Result<Arc<dyn VfsFile>> {
+        if self.read_only() {
+            return self.vfs.open(path, OpenMode::Read);
+        }
+        match self.vfs.open(path, OpenMode::Write) {
+            Err(error) if vfs::is_not_writable(&error) => {
+                let file = self.vfs.open(path, OpenMode::Read)?;
+                self.not_writable = Some(NotWritable::new(path, &error));
+                Ok(file)
+            }
+            opened => opened,
+        }
+    }
+
     fn open_segments(
         &mut self,
         names: &[(u64, String)],
@@ -477,12 +515,7 @@ impl Opener<'_> {
             path: path.clone(),
             source,
         };
-        let mode = if self.options.read_only {
-            OpenMode::Read
-        } else {
-            OpenMode::Write
-        };
-        let file = self.vfs.open(&path, mode).map_err(io)?;
+        let file = self.open_active(&path).map_err(io)?;
         // Read, not mapped: recovery may truncate this file.
         let len_bytes = file.len().map_err(io)?;
         check_segment_len(name, name_seq, len_bytes)?;
@@ -490,7 +523,7 @@ impl Opener<'_> {
         file.read_exact_at(&mut bytes, 0).map_err(io)?;
         if is_torn_header(&bytes) {
             if !segments.is_empty() {
-                self.cut_torn_roll(&path, name, expect.first_seq - 1)?;
+                self.cut_torn_roll(&path, name, expect)?;
                 return Ok(None);
             }
             bytes = self.rewrite_torn_create(&*file, name, &path)?;
@@ -504,27 +537,38 @@ impl Opener<'_> {
                 seq_last_kept: scanned.seq_last(),
                 kind: CutKind::TornTail,
             });
-            if !self.options.read_only {
+            if !self.read_only() {
                 file.set_len(scanned.end_bytes).map_err(io)?;
                 file.sync_data().map_err(io)?;
             }
         }
         segments.push(segment_view(name, &scanned, Source::Active(file)));
+        self.last_bytes = Some(bytes);
         Ok(Some(scanned))
     }
 
-    /// Removes a last segment whose header never became durable (F-34).
-    fn cut_torn_roll(
-        &mut self,
-        path: &Path,
-        name: &str,
-        seq_last_kept: u64,
-    ) -> Result<(), LogError> {
+    /// Removes a last segment whose header never became durable (F-34), unless the state has
+    /// applied entries past the segment before it (F-36): those entries were in this file, so
+    /// it is lost data, not a torn roll, and it is left as it is for the operator.
+    fn cut_torn_roll(&mut self, path: &Path, name: &str, expect: Expect) -> Result<(), LogError> {
+        let seq_last_kept = expect.first_seq - 1;
+        if seq_last_kept < expect.seq_durable_min {
+            let kind = CorruptionKind::DamageBelowWatermark {
+                seq_last_valid: seq_last_kept,
+                seq_durable_min: expect.seq_durable_min,
+            };
+            return Err(LogError::Corrupt {
+                segment: name.to_string(),
+                offset_bytes: 0,
+                seq: expect.first_seq,
+                kind,
+            });
+        }
         let io = |source| LogError::Io {
             path: path.to_path_buf(),
             source,
         };
-        if !self.options.read_only {
+        if !self.read_only() {
             self.vfs.remove(path).map_err(io)?;
             self.vfs.sync_dir(self.log_dir).map_err(io)?;
         }
@@ -575,7 +619,7 @@ impl Opener<'_> {
                 kind,
             });
         }
-        if !self.options.read_only {
+        if !self.read_only() {
             let io = |source| LogError::Io {
                 path: path.to_path_buf(),
                 source,
@@ -595,39 +639,95 @@ impl Opener<'_> {
         Ok(header.to_vec())
     }
 
-    /// Turns the last segment into the writer's active one, preallocated.
-    fn activate(&self, last: &mut SegmentView, scanned: &Scanned) -> Result<Active, LogError> {
+    /// Turns the last segment into the writer's active one: its unproven tail made durable
+    /// (F-44), then preallocated (F-41).
+    fn activate(&mut self, last: &mut SegmentView, scanned: &Scanned) -> Result<Active, LogError> {
         let path = self.log_dir.join(&last.name);
         let io = |source| LogError::Io {
             path: path.clone(),
             source,
         };
-        let file = match &last.source {
-            Source::Active(file) => file.clone(),
-            Source::Sealed(_) => {
+        let (file, bytes) = match &last.source {
+            Source::Active(file) => (file.clone(), self.last_bytes.take().unwrap_or_default()),
+            Source::Sealed(bytes) => {
                 // A torn roll made this sealed segment the last one again: drop its map before
                 // it can be written or truncated.
-                let mode = if self.options.read_only {
-                    OpenMode::Read
-                } else {
-                    OpenMode::Write
-                };
-                let file = self.vfs.open(&path, mode).map_err(io)?;
+                let bytes = bytes.to_vec();
+                let file = self.open_active(&path).map_err(io)?;
                 last.source = Source::Active(file.clone());
-                file
+                (file, bytes)
             }
         };
-        if !self.options.read_only {
-            file.allocate(self.options.segment_bytes).map_err(io)?;
-            file.sync_data().map_err(io)?;
+        let mut file_bytes = scanned.end_bytes;
+        if !self.read_only() {
+            self.sync_unproven_tail(&*file, last, &bytes, &path)?;
+            file_bytes = self.preallocate(&*file, &path)?;
         }
         let records = last.offsets.len() as u64;
         Ok(Active {
             file,
             end_bytes: scanned.end_bytes,
+            file_bytes,
             records,
             hash_last: scanned.hash_last(),
         })
+    }
+
+    /// Writes again, and `fdatasync`s, the active segment's bytes past the state's watermark
+    /// (F-44): the scan read them from the page cache, which after a failed `fdatasync` may hold
+    /// a batch that never reached the disk (Linux marks such pages clean, so a later sync does
+    /// not carry them). Written again, they are dirty, and the sync proves them durable before
+    /// the state applies them or a later batch is acknowledged after them. `bytes` are the
+    /// segment's bytes as the scan checked them.
+    fn sync_unproven_tail(
+        &self,
+        file: &dyn VfsFile,
+        last: &SegmentView,
+        bytes: &[u8],
+        path: &Path,
+    ) -> Result<(), LogError> {
+        let io = |source| LogError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let seq_proven = self.options.seq_durable_min;
+        let start_bytes = if seq_proven < last.first_seq {
+            // Nothing of this segment is proven, its header included (a roll whose sync failed).
+            0
+        } else if seq_proven + 1 < last.seq_end() {
+            last.record_range(seq_proven + 1).0
+        } else {
+            return Ok(());
+        };
+        // The scan read every byte up to the segment's end; anything else is a bug, refused
+        // rather than written.
+        let tail = bytes
+            .get(start_bytes as usize..last.end_bytes as usize)
+            .ok_or_else(|| io(io::ErrorKind::UnexpectedEof.into()))?;
+        file.write_all_at(tail, start_bytes)
+            .and_then(|()| file.sync_data())
+            .map_err(io)?;
+        if start_bytes == 0 {
+            // The roll's own directory sync may have failed too.
+            self.vfs.sync_dir(self.log_dir).map_err(io)?;
+        }
+        Ok(())
+    }
+
+    /// Preallocates the active segment (F-41) and returns the file's length. A disk too full
+    /// for it does not stop the open: reading needs no space, and an append that needs more
+    /// grows the file first and fails cleanly with `NoSpace` (F-41).
+    fn preallocate(&self, file: &dyn VfsFile, path: &Path) -> Result<u64, LogError> {
+        let io = |source| LogError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        match file.allocate(self.options.segment_bytes) {
+            Ok(()) => file.sync_data().map_err(io)?,
+            Err(error) if vfs::is_no_space(&error) => {}
+            Err(error) => return Err(io(error)),
+        }
+        file.len().map_err(io)
     }
 }
 

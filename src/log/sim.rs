@@ -7,7 +7,9 @@
 //! seeded random subset of the unsynced writes, torn at 512-byte sectors) or the process-crash
 //! image (every write kept); it can fail a chosen call once or from then on (I/O error or
 //! ENOSPC), and flip a bit in what a read returns. Directory creation is durable at once (a
-//! simplification: tests start from an existing store directory).
+//! simplification: tests start from an existing store directory). It can also run out of
+//! space (a budget of free bytes that growing files use up), and turn read-only, as a store
+//! that this process may only read.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
@@ -39,6 +41,10 @@ pub enum FaultError {
     Io,
     /// `ENOSPC`.
     NoSpace,
+    /// `EIO` from a sync that, as Linux does after a failed writeback, marks the file's dirty
+    /// pages clean: the writes it failed to sync stay visible to reads (the page cache) but
+    /// never become durable, not even by a later successful sync, unless written again.
+    IoDropsDirty,
 }
 
 /// A fault: the `nth` matching call (1-based, counted from when it is armed) fails; with
@@ -99,6 +105,13 @@ struct SimState {
     rng: u64,
     /// Locks held; not part of any image (a crash releases them).
     locks: BTreeSet<PathBuf>,
+    /// Bytes files may still grow by; `None` for no limit.
+    free_bytes: Option<u64>,
+    /// Whether opening for writing, creating, removing and renaming are refused
+    /// (`PermissionDenied`), as for a user who may only read the files.
+    read_only: bool,
+    /// The fault that just failed a sync was `IoDropsDirty`.
+    fault_drops_dirty: bool,
 }
 
 impl SimFs {
@@ -117,6 +130,9 @@ impl SimFs {
             flips_pending: 0,
             rng: seed ^ 0x9E37_79B9_7F4A_7C15,
             locks: BTreeSet::new(),
+            free_bytes: None,
+            read_only: false,
+            fault_drops_dirty: false,
         };
         SimFs {
             state: Arc::new(Mutex::new(state)),
@@ -153,6 +169,20 @@ impl SimFs {
     /// Disarms any fault.
     pub fn clear_fault(&self) {
         self.state().fault = None;
+    }
+
+    /// Limits how many more bytes files may grow by (`None`: no limit). A write, length change
+    /// or allocation past it fails with `ENOSPC` and changes nothing; shrinking or removing a
+    /// file gives its bytes back. Overwriting bytes a file already has needs no space.
+    pub fn set_free_bytes(&self, free_bytes: Option<u64>) {
+        self.state().free_bytes = free_bytes;
+    }
+
+    /// Makes the file system read-only to this process (or writable again): opening a file
+    /// for writing, creating, removing or renaming one fails with `PermissionDenied`, as do
+    /// writes through files opened before. Reads, locks and syncs work.
+    pub fn set_read_only(&self, read_only: bool) {
+        self.state().read_only = read_only;
     }
 
     /// The next `reads` read calls each return their bytes with one random bit flipped.
@@ -277,8 +307,9 @@ impl SimState {
         if !hit {
             return Ok(());
         }
+        self.fault_drops_dirty = op == OpKind::Sync && fault.error == FaultError::IoDropsDirty;
         let error = match fault.error {
-            FaultError::Io => io::Error::from_raw_os_error(libc::EIO),
+            FaultError::Io | FaultError::IoDropsDirty => io::Error::from_raw_os_error(libc::EIO),
             FaultError::NoSpace => io::Error::from_raw_os_error(libc::ENOSPC),
         };
         if !fault.persist {
@@ -302,6 +333,33 @@ impl SimState {
         self.flips_pending -= 1;
         let bit = next_random(&mut self.rng) % (bytes.len() as u64 * 8);
         bytes[(bit / 8) as usize] ^= 1 << (bit % 8);
+    }
+
+    /// Accounts for a file's live length changing to `len_bytes`: growth uses free space (or
+    /// fails with `ENOSPC`), shrinking gives it back.
+    fn resize_space(&mut self, id: u64, len_bytes: u64) -> io::Result<()> {
+        let old_bytes = self.file_mut(id)?.live.len() as u64;
+        let Some(free) = self.free_bytes.as_mut() else {
+            return Ok(());
+        };
+        if len_bytes > old_bytes {
+            let needed = len_bytes - old_bytes;
+            if needed > *free {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            *free -= needed;
+        } else {
+            *free += old_bytes - len_bytes;
+        }
+        Ok(())
+    }
+
+    fn check_writable(&self) -> io::Result<()> {
+        if self.read_only {
+            Err(io::ErrorKind::PermissionDenied.into())
+        } else {
+            Ok(())
+        }
     }
 
     fn file_mut(&mut self, id: u64) -> io::Result<&mut FileData> {
@@ -354,6 +412,14 @@ fn write_into(bytes: &mut Vec<u8>, offset: u64, data: &[u8]) {
     bytes[offset as usize..end].copy_from_slice(data);
 }
 
+/// Applies an operation whole (a successful sync).
+fn apply_file_op(bytes: &mut Vec<u8>, op: &FileOp) {
+    match op {
+        FileOp::SetLen(len) => bytes.resize(*len as usize, 0),
+        FileOp::Write { offset, data } => write_into(bytes, *offset, data),
+    }
+}
+
 /// Applies an unsynced operation to a power-loss image: each sector of a write survives or
 /// not at random, as does a length change.
 fn apply_file_op_torn(bytes: &mut Vec<u8>, op: &FileOp, rng: &mut u64) {
@@ -384,6 +450,9 @@ impl Vfs for SimFs {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         let mut state = self.state();
         state.check_alive()?;
+        if !state.live.dirs.contains(dir) {
+            state.check_writable()?;
+        }
         for ancestor in dir.ancestors() {
             state.live.dirs.insert(ancestor.to_path_buf());
             state.durable.dirs.insert(ancestor.to_path_buf());
@@ -416,6 +485,9 @@ impl Vfs for SimFs {
 
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn VfsFile>> {
         let mut state = self.state();
+        if mode != OpenMode::Read {
+            state.check_writable()?;
+        }
         let existing = state.live.files.get(path).copied();
         let id = match (mode, existing) {
             (OpenMode::CreateNew, Some(_)) => return Err(io::ErrorKind::AlreadyExists.into()),
@@ -453,11 +525,13 @@ impl Vfs for SimFs {
 
     fn remove(&self, path: &Path) -> io::Result<()> {
         let mut state = self.state();
-        if !state.live.files.contains_key(path) {
+        state.check_writable()?;
+        let Some(id) = state.live.files.get(path).copied() else {
             state.check_alive()?;
             return Err(io::ErrorKind::NotFound.into());
-        }
+        };
         state.step(OpKind::Remove)?;
+        state.resize_space(id, 0)?;
         state.live.files.remove(path);
         state
             .pending_dir_ops
@@ -467,6 +541,7 @@ impl Vfs for SimFs {
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut state = self.state();
+        state.check_writable()?;
         if !state.live.files.contains_key(from) {
             state.check_alive()?;
             return Err(io::ErrorKind::NotFound.into());
@@ -535,10 +610,30 @@ impl SimFile {
         }
     }
 
-    fn mutate(&self, op: OpKind, change: impl FnOnce(&mut FileData)) -> io::Result<()> {
+    /// One mutating call: counted as a step, refused on a read-only file system, and, when
+    /// `len_bytes` gives the file's length after it, charged against the free space.
+    fn mutate(
+        &self,
+        op: OpKind,
+        len_bytes: impl FnOnce(u64) -> Option<u64>,
+        change: impl FnOnce(&mut FileData),
+    ) -> io::Result<()> {
         self.check_writable()?;
         let mut state = self.fs.state();
-        state.step(op)?;
+        state.check_writable()?;
+        let stepped = state.step(op);
+        if let Err(error) = stepped {
+            if std::mem::take(&mut state.fault_drops_dirty) {
+                // The failed writeback marked the pages clean: what was pending is lost to
+                // the disk, though reads still see it.
+                state.file_mut(self.id)?.pending.clear();
+            }
+            return Err(error);
+        }
+        let old_bytes = state.file_mut(self.id)?.live.len() as u64;
+        if let Some(len_bytes) = len_bytes(old_bytes) {
+            state.resize_space(self.id, len_bytes)?;
+        }
         change(state.file_mut(self.id)?);
         Ok(())
     }
@@ -565,36 +660,56 @@ impl VfsFile for SimFile {
     }
 
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.mutate(OpKind::Write, |data| {
-            write_into(&mut data.live, offset, buf);
-            data.pending.push(FileOp::Write {
-                offset,
-                data: buf.to_vec(),
-            });
-        })
+        let end = offset + buf.len() as u64;
+        self.mutate(
+            OpKind::Write,
+            |old| Some(old.max(end)),
+            |data| {
+                write_into(&mut data.live, offset, buf);
+                data.pending.push(FileOp::Write {
+                    offset,
+                    data: buf.to_vec(),
+                });
+            },
+        )
     }
 
     fn sync_data(&self) -> io::Result<()> {
-        self.mutate(OpKind::Sync, |data| {
-            data.durable = data.live.clone();
-            data.pending.clear();
-        })
+        self.mutate(
+            OpKind::Sync,
+            |_| None,
+            |data| {
+                // The pending operations, not the live image: a write whose sync failed and
+                // that was dropped (`IoDropsDirty`) stays out of the durable image.
+                for op in std::mem::take(&mut data.pending) {
+                    apply_file_op(&mut data.durable, &op);
+                }
+            },
+        )
     }
 
     fn set_len(&self, len_bytes: u64) -> io::Result<()> {
-        self.mutate(OpKind::SetLen, |data| {
-            data.live.resize(len_bytes as usize, 0);
-            data.pending.push(FileOp::SetLen(len_bytes));
-        })
+        self.mutate(
+            OpKind::SetLen,
+            |_| Some(len_bytes),
+            |data| {
+                data.live.resize(len_bytes as usize, 0);
+                data.pending.push(FileOp::SetLen(len_bytes));
+            },
+        )
     }
 
     fn allocate(&self, len_bytes: u64) -> io::Result<()> {
-        self.mutate(OpKind::Allocate, |data| {
-            if (data.live.len() as u64) < len_bytes {
-                data.live.resize(len_bytes as usize, 0);
-                data.pending.push(FileOp::SetLen(len_bytes));
-            }
-        })
+        self.mutate(
+            OpKind::Allocate,
+            |old| Some(old.max(len_bytes)),
+            |data| {
+                if (data.live.len() as u64) < len_bytes {
+                    data.live.resize(len_bytes as usize, 0);
+                    data.pending.push(FileOp::SetLen(len_bytes));
+                }
+            },
+        )
     }
 
     fn read_all(&self) -> io::Result<FileBytes> {

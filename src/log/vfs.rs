@@ -38,7 +38,27 @@ pub trait Vfs: Debug + Send + Sync + 'static {
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     /// Takes an exclusive, advisory lock named by `path` (a file, created if missing) for as
     /// long as the guard lives; fails with `ErrorKind::WouldBlock` while another holds it.
+    /// A process that may not write the file (or create it) still locks an existing one, opened
+    /// for reading: the lock guards reads of a read-only store as well.
     fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>>;
+}
+
+/// Whether an error says this process may not write a file that it may be able to read: its
+/// permissions, or a read-only mount.
+pub fn is_not_writable(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+    )
+}
+
+/// Whether an error says the disk (or the user's quota) is full.
+pub fn is_no_space(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+        || matches!(
+            error.kind(),
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+        )
 }
 
 /// Holds a lock taken with [`Vfs::lock`]; dropping it releases the lock.
@@ -129,12 +149,17 @@ impl Vfs for RealFs {
 
     fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
         use std::os::fd::AsRawFd;
-        let file = OpenOptions::new()
+        let writable = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .open(path)?;
+            .open(path);
+        let file = match writable {
+            // flock needs no write access: a read-only user locks the file it may only read.
+            Err(error) if is_not_writable(&error) => File::open(path).map_err(|_| error)?,
+            opened => opened?,
+        };
         // SAFETY: plain syscall on a descriptor we own. flock locks belong to the open file
         // description, so a second open in this same process conflicts too.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };

@@ -4,12 +4,12 @@
 //! writer: the outcome is unknown until the log is reopened, and a sync is never retried.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::format::{self, BATCH_BYTES_MAX, BATCH_ENTRIES_MAX, BODY_BYTES_MAX, HEADER_BYTES};
 use super::format::{RecordFixed, SegmentHeader};
-use super::vfs::{OpenMode, VfsFile};
+use super::vfs::{self, OpenMode, VfsFile};
 use super::{Active, Appended, Head, Log, LogError, LogOptions, SegmentView, Source};
 
 /// The writer's state, behind the log's writer mutex.
@@ -24,25 +24,56 @@ pub(super) struct Writer {
     head: Head,
     poisoned: bool,
     read_only: bool,
+    /// Why a read-write open became read-only, for the error of every append.
+    not_writable: Option<NotWritable>,
     segment_bytes: u64,
     buf: Vec<u8>,
 }
 
+/// The file a read-write open could not open for writing, and why.
+#[derive(Debug, Clone)]
+pub(super) struct NotWritable {
+    path: PathBuf,
+    kind: io::ErrorKind,
+    os_error: Option<i32>,
+}
+
+impl NotWritable {
+    pub(super) fn new(path: &Path, error: &io::Error) -> NotWritable {
+        NotWritable {
+            path: path.to_path_buf(),
+            kind: error.kind(),
+            os_error: error.raw_os_error(),
+        }
+    }
+
+    fn error(&self) -> LogError {
+        let source = self
+            .os_error
+            .map_or_else(|| self.kind.into(), io::Error::from_raw_os_error);
+        LogError::NotWritable {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
 impl Writer {
-    pub(super) fn new(options: &LogOptions, active: Active, head: Head) -> Writer {
-        let file_bytes = if options.read_only {
-            active.end_bytes
-        } else {
-            options.segment_bytes
-        };
+    pub(super) fn new(
+        options: &LogOptions,
+        active: Active,
+        head: Head,
+        not_writable: Option<NotWritable>,
+    ) -> Writer {
         Writer {
             file: active.file,
             end_bytes: active.end_bytes,
-            file_bytes: file_bytes.max(active.end_bytes),
+            file_bytes: active.file_bytes.max(active.end_bytes),
             records_in_segment: active.records,
             head,
             poisoned: false,
             read_only: options.read_only,
+            not_writable,
             segment_bytes: options.segment_bytes,
             buf: Vec::new(),
         }
@@ -123,7 +154,7 @@ fn check_batch<B: AsRef<[u8]>>(bodies: &[B]) -> Result<(), LogError> {
 
 /// A clean failure of an operation that left the log as it was.
 fn clean_error(path: &Path, source: io::Error) -> LogError {
-    if source.raw_os_error() == Some(libc::ENOSPC) {
+    if vfs::is_no_space(&source) {
         LogError::NoSpace { source }
     } else {
         LogError::Io {
@@ -142,6 +173,9 @@ impl Log {
     pub fn append<B: AsRef<[u8]>>(&self, bodies: &[B]) -> Result<Vec<Appended>, LogError> {
         check_batch(bodies)?;
         let mut writer = self.writer_lock();
+        if let Some(not_writable) = &writer.not_writable {
+            return Err(not_writable.error());
+        }
         if writer.read_only {
             return Err(LogError::ReadOnly);
         }

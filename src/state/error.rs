@@ -21,13 +21,24 @@ pub enum StateError {
     /// redb panicked while opening the file (a damaged file).
     #[error("state file could not be opened: {0}")]
     Unreadable(String),
+    /// The disk is too full for a write of the state file (a commit, redb's recovery on open,
+    /// its creation); an existing file was left as it was.
+    #[error("no space left for the state file (state.redb): {source}")]
+    NoSpace { source: std::io::Error },
 }
 
 macro_rules! from_redb {
     ($($error:ty),*) => {$(
         impl From<$error> for StateError {
             fn from(error: $error) -> Self {
-                StateError::Database(error.to_string())
+                // A full disk is told apart (NO_SPACE), as the log does.
+                let detail = error.to_string();
+                match redb::Error::from(error) {
+                    redb::Error::Io(source) if crate::log::vfs::is_no_space(&source) => {
+                        StateError::NoSpace { source }
+                    }
+                    _ => StateError::Database(detail),
+                }
             }
         }
     )*};

@@ -22,8 +22,8 @@ use redb::{Database, Durability, ReadTransaction, ReadableDatabase, WriteTransac
 pub use error::StateError;
 pub use tables::{ReadTables, StateView, Watermark, WriteTables};
 
-use crate::log::vfs::{OpenMode, Vfs, VfsFile};
-use backend::VfsBackend;
+use crate::log::vfs::{OpenMode, Vfs, VfsFile, is_no_space, is_not_writable};
+use backend::{MemoryOverlay, VfsBackend};
 
 /// Name of the state file inside a store.
 pub const STATE_FILE_NAME: &str = "state.redb";
@@ -65,6 +65,11 @@ pub struct State {
 impl State {
     /// Opens `<store>/state.redb`, creating it when `create` is set, and otherwise replacing a
     /// missing or unreadable file with an empty one (which the caller then rebuilds).
+    ///
+    /// A store this process may only read (its permissions, a read-only mount) opens too, and
+    /// nothing of it is written: the file is read under a [`MemoryOverlay`] that keeps redb's
+    /// writes in memory, and a missing or unreadable file is rebuilt in memory instead. A disk
+    /// too full for redb's recovery is `NoSpace`, never taken for a damaged file.
     pub fn open(
         vfs: &dyn Vfs,
         store_dir: &Path,
@@ -74,24 +79,22 @@ impl State {
         let io =
             |error: std::io::Error| StateError::Database(format!("{}: {error}", path.display()));
         if !vfs.exists(&path).map_err(io)? {
-            let state = State::create_file(vfs, store_dir)?;
-            let opened = if create {
-                StateOpened::Created
-            } else {
-                StateOpened::Rebuilt {
-                    reason: "state.redb was missing".to_string(),
-                }
-            };
-            return Ok((state, opened));
+            return State::open_missing(vfs, store_dir, create);
         }
-        let file = vfs.open(&path, OpenMode::Write).map_err(io)?;
+        let file = match vfs.open(&path, OpenMode::Write) {
+            Ok(file) => file,
+            Err(error) if is_not_writable(&error) => return State::open_read_only(vfs, &path),
+            Err(error) => return Err(io(error)),
+        };
         match open_database(file) {
             Ok(db) => {
                 let state = State::of(db);
                 state.ensure_tables()?;
                 Ok((state, StateOpened::Existing))
             }
-            Err(error) => {
+            Err(OpenFailure::NoSpace(source)) => Err(StateError::NoSpace { source }),
+            Err(OpenFailure::Io(source)) => Err(io(source)),
+            Err(OpenFailure::Unreadable(error)) => {
                 let damaged = store_dir.join(STATE_DAMAGED_NAME);
                 if vfs.exists(&damaged).map_err(io)? {
                     vfs.remove(&damaged).map_err(io)?;
@@ -102,6 +105,61 @@ impl State {
                 let reason =
                     format!("state.redb would not open ({error}); moved to {STATE_DAMAGED_NAME}");
                 Ok((state, StateOpened::Rebuilt { reason }))
+            }
+        }
+    }
+
+    /// A store without a state file: a new one, or one rebuilt in memory when this process
+    /// may not create the file.
+    fn open_missing(
+        vfs: &dyn Vfs,
+        store_dir: &Path,
+        create: bool,
+    ) -> Result<(State, StateOpened), StateError> {
+        let path = store_dir.join(STATE_FILE_NAME);
+        let file = match vfs.open(&path, OpenMode::CreateNew) {
+            Ok(file) => file,
+            Err(error) if !create && is_not_writable(&error) => {
+                let reason = format!(
+                    "state.redb is missing and cannot be created ({error}); rebuilt in memory"
+                );
+                return Ok((State::in_memory()?, StateOpened::Rebuilt { reason }));
+            }
+            Err(error) => {
+                return Err(StateError::Database(format!("{}: {error}", path.display())));
+            }
+        };
+        let state = State::init_file(vfs, store_dir, &path, file)?;
+        let opened = if create {
+            StateOpened::Created
+        } else {
+            StateOpened::Rebuilt {
+                reason: "state.redb was missing".to_string(),
+            }
+        };
+        Ok((state, opened))
+    }
+
+    /// Opens a state file this process may only read: under a memory overlay, or, when it
+    /// does not open, as an empty state in memory that the caller rebuilds from the log.
+    fn open_read_only(vfs: &dyn Vfs, path: &Path) -> Result<(State, StateOpened), StateError> {
+        let io =
+            |error: std::io::Error| StateError::Database(format!("{}: {error}", path.display()));
+        let file = vfs.open(path, OpenMode::Read).map_err(io)?;
+        let overlay = MemoryOverlay::new(file).map_err(io)?;
+        match open_database(Arc::new(overlay)) {
+            Ok(db) => {
+                let state = State::of(db);
+                state.ensure_tables()?;
+                Ok((state, StateOpened::Existing))
+            }
+            Err(OpenFailure::NoSpace(source)) | Err(OpenFailure::Io(source)) => Err(io(source)),
+            Err(OpenFailure::Unreadable(error)) => {
+                let reason = format!(
+                    "state.redb would not open ({error}) and the store is read-only to this \
+                     process; rebuilt in memory"
+                );
+                Ok((State::in_memory()?, StateOpened::Rebuilt { reason }))
             }
         }
     }
@@ -130,8 +188,25 @@ impl State {
         let io =
             |error: std::io::Error| StateError::Database(format!("{}: {error}", path.display()));
         let file = vfs.open(path, OpenMode::CreateNew).map_err(io)?;
+        State::init_file(vfs, store_dir, path, file)
+    }
+
+    /// Makes a newly created, empty file at `path` a state database with every table.
+    fn init_file(
+        vfs: &dyn Vfs,
+        store_dir: &Path,
+        path: &Path,
+        file: Arc<dyn VfsFile>,
+    ) -> Result<State, StateError> {
+        let io =
+            |error: std::io::Error| StateError::Database(format!("{}: {error}", path.display()));
         vfs.sync_dir(store_dir).map_err(io)?;
-        let state = State::of(open_database(file)?);
+        let db = open_database(file).map_err(|failure| match failure {
+            OpenFailure::NoSpace(source) => StateError::NoSpace { source },
+            OpenFailure::Io(source) => io(source),
+            OpenFailure::Unreadable(detail) => StateError::Unreadable(detail),
+        })?;
+        let state = State::of(db);
         let txn = state.begin_write(true)?;
         WriteTables::open(&txn)?;
         state.commit(txn)?;
@@ -216,9 +291,19 @@ impl State {
     }
 }
 
+/// Why redb would not open a file.
+enum OpenFailure {
+    /// The disk is full: the file may be fine (redb's recovery needed space).
+    NoSpace(std::io::Error),
+    /// Any other I/O error of the file (not a sign of damage), seen on a read-only open.
+    Io(std::io::Error),
+    /// redb refused the file or panicked on it: damaged (or an I/O error it cannot tell).
+    Unreadable(String),
+}
+
 /// Opens (or initializes) a redb database on a file, turning a panic inside redb (which a
 /// damaged file can cause) into an error.
-fn open_database(file: Arc<dyn VfsFile>) -> Result<Database, StateError> {
+fn open_database(file: Arc<dyn VfsFile>) -> Result<Database, OpenFailure> {
     let opened = catch_unwind(AssertUnwindSafe(|| {
         redb::Builder::new()
             .set_cache_size(CACHE_BYTES)
@@ -226,14 +311,24 @@ fn open_database(file: Arc<dyn VfsFile>) -> Result<Database, StateError> {
     }));
     match opened {
         Ok(Ok(db)) => Ok(db),
-        Ok(Err(error)) => Err(StateError::Unreadable(error.to_string())),
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(error))))
+            if is_no_space(&error) =>
+        {
+            Err(OpenFailure::NoSpace(error))
+        }
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(error))))
+            if is_not_writable(&error) =>
+        {
+            Err(OpenFailure::Io(error))
+        }
+        Ok(Err(error)) => Err(OpenFailure::Unreadable(error.to_string())),
         Err(panic) => {
             let detail = panic
                 .downcast_ref::<String>()
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|text| text.to_string()))
                 .unwrap_or_else(|| "redb panicked".to_string());
-            Err(StateError::Unreadable(detail))
+            Err(OpenFailure::Unreadable(detail))
         }
     }
 }
@@ -263,7 +358,6 @@ mod tests {
     }
 
     fn input_of(table: &VolumesTable, account: &str) -> Option<Vec<u8>> {
-        use redb::ReadableTable;
         table
             .get(("main", account, "USD"))
             .unwrap()
