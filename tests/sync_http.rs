@@ -2,7 +2,9 @@
 //! drops connections (before and after taking a batch in): retried until it exits 0, the
 //! receiver, after dedup by (store_id, seq), holds every event exactly once, in log order,
 //! each equal to `export --format events`; every resend of a batch carries the same
-//! `Idempotency-Key` and bytes; the cursor ends at the head. A 4xx stops sync (exit 1,
+//! `Idempotency-Key` and bytes, and no key ever comes with two bodies (the receiver ties a key
+//! to its body and answers 422 otherwise: two consumers, a batch grown between runs); the
+//! cursor ends at the head. `--timeout-ms 0` is a usage error. A 4xx stops sync (exit 1,
 //! `SYNC_REJECTED`) with the cursor where it was. Following picks up entries written between
 //! polls, by other processes (the CLI) or by the same handle (the library).
 
@@ -46,6 +48,8 @@ enum Reply {
     DropAfter,
     /// Answers this 4xx status.
     Reject(u16),
+    /// Answers 422: the request's `Idempotency-Key` came before with another body.
+    KeyReused,
 }
 
 #[derive(Debug, Clone)]
@@ -62,6 +66,9 @@ struct Received {
     /// The bodies the receiver took in (Accept and DropAfter), in order.
     taken: Vec<Value>,
     count: usize,
+    /// Every `Idempotency-Key` seen, with the body it came with: as Stripe-style APIs do, a
+    /// key seen again with another body is answered 422, whatever the plan says.
+    keys: BTreeMap<String, Vec<u8>>,
 }
 
 struct Receiver {
@@ -108,6 +115,7 @@ fn serve(stream: TcpStream, reply: Reply, received: &Mutex<Received>) {
     let Some(request) = read_request(&stream) else {
         return;
     };
+    let reply = tie_key_to_body(&request, reply, received);
     let status = match reply {
         Reply::Accept | Reply::DropAfter => {
             let body = serde_json::from_slice(&request.body).unwrap();
@@ -116,19 +124,38 @@ fn serve(stream: TcpStream, reply: Reply, received: &Mutex<Received>) {
         }
         Reply::Fail => 500,
         Reply::Reject(status) => status,
+        Reply::KeyReused => 422,
         Reply::DropBefore => unreachable!(),
     };
     received.lock().unwrap().requests.push(request);
     if reply == Reply::DropAfter {
         return;
     }
-    let text = if status == 200 { "" } else { "no thanks" };
+    let text = match reply {
+        Reply::KeyReused => "Idempotency-Key reused with another body",
+        _ if status == 200 => "",
+        _ => "no thanks",
+    };
     let response = format!(
         "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
         text.len()
     );
     let mut stream = stream;
     let _ = stream.write_all(response.as_bytes());
+}
+
+/// The reply to a request whose key was seen before with another body: 422.
+fn tie_key_to_body(request: &Request, reply: Reply, received: &Mutex<Received>) -> Reply {
+    let mut received = received.lock().unwrap();
+    let known = received
+        .keys
+        .entry(request.idempotency_key.clone())
+        .or_insert_with(|| request.body.clone());
+    if *known == request.body {
+        reply
+    } else {
+        Reply::KeyReused
+    }
 }
 
 fn read_request(stream: &TcpStream) -> Option<Request> {
@@ -295,7 +322,7 @@ fn sync_once_through_failures_delivers_every_event_once_in_order() {
         let body: Value = serde_json::from_slice(&request.body).unwrap();
         let events = body["events"].as_array().unwrap();
         let (first, last) = (&events[0], &events[events.len() - 1]);
-        let block_hash = last["block_hash"].as_str().unwrap();
+        let body_hash = blake3::hash(&request.body).to_hex();
         assert_eq!(
             key,
             format!(
@@ -303,7 +330,7 @@ fn sync_once_through_failures_delivers_every_event_once_in_order() {
                 body["store_id"].as_str().unwrap(),
                 first["seq"],
                 last["seq"],
-                &block_hash[..16]
+                &body_hash[..32]
             )
         );
         if let Some(earlier) = by_key.insert(key, &request.body) {
@@ -467,8 +494,22 @@ fn bad_flags_are_usage_errors_before_the_store_is_touched() {
     let path = dir.path().join("store");
     books(&path, 1);
     let store = path.to_str().unwrap();
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 4] = [
         (&["--url", "ftp://x", "--consumer", "c"], "USAGE"),
+        // Every attempt would time out at once (with --attempts-max, SYNC_UNAVAILABLE).
+        (
+            &[
+                "--url",
+                "http://127.0.0.1:9",
+                "--consumer",
+                "c",
+                "--timeout-ms",
+                "0",
+                "--attempts-max",
+                "1",
+            ],
+            "USAGE",
+        ),
         (
             &["--url", "http://127.0.0.1:9", "--consumer", "a b"],
             "INVALID_INPUT",
@@ -493,6 +534,112 @@ fn bad_flags_are_usage_errors_before_the_store_is_touched() {
         assert!(stderr.contains(code), "{flags:?}: {stderr}");
     }
     assert_eq!(consumers(&path)["consumers"], Value::Array(Vec::new()));
+}
+
+/// `folio sync --once` of `consumer` to `url`, `batch` events a request, at most `attempts`.
+fn sync_once(path: &Path, consumer: &str, url: &str, batch: &str, attempts: &str) -> (i32, String) {
+    let store = path.to_str().unwrap();
+    let (code, _, stderr) = run(&[
+        "sync",
+        "--store",
+        store,
+        "--consumer",
+        consumer,
+        "--url",
+        url,
+        "--batch",
+        batch,
+        "--once",
+        "--retry-base-ms",
+        "1",
+        "--attempts-max",
+        attempts,
+    ]);
+    (code, stderr)
+}
+
+/// Checks that no two requests received carried one key with two bodies.
+fn check_one_body_per_key(requests: &[Request]) {
+    let mut bodies: BTreeMap<&str, &[u8]> = BTreeMap::new();
+    for request in requests {
+        let body = bodies
+            .entry(request.idempotency_key.as_str())
+            .or_insert(&request.body);
+        assert_eq!(
+            *body,
+            request.body.as_slice(),
+            "{}",
+            request.idempotency_key
+        );
+    }
+}
+
+#[test]
+fn two_consumers_sending_the_same_events_use_different_keys() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    books(&path, 3);
+    let receiver = Receiver::start(|_| Reply::Accept);
+    let url = receiver.url();
+    // The first batch of each (2 events) ends before the third event: the same events and the
+    // same seq_last, so the bodies differ only by their `consumer`.
+    for consumer in ["central", "audit"] {
+        let (code, stderr) = sync_once(&path, consumer, &url, "2", "1");
+        assert_eq!(code, 0, "{consumer}: {stderr}");
+    }
+    let received = receiver.received();
+    assert_eq!(received.requests.len(), 4);
+    let (central, audit) = (&received.requests[0], &received.requests[2]);
+    let central_body: Value = serde_json::from_slice(&central.body).unwrap();
+    let audit_body: Value = serde_json::from_slice(&audit.body).unwrap();
+    assert_eq!(central_body["events"], audit_body["events"]);
+    assert_eq!(central_body["seq_last"], audit_body["seq_last"]);
+    assert_ne!(central.idempotency_key, audit.idempotency_key);
+    check_one_body_per_key(&received.requests);
+}
+
+#[test]
+fn a_batch_resent_after_entries_without_an_event_never_reuses_its_key() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    books(&path, 3);
+    // The first request is taken in but its answer is lost; every later one is accepted.
+    let receiver = Receiver::start(|number| {
+        if number == 0 {
+            Reply::DropAfter
+        } else {
+            Reply::Accept
+        }
+    });
+    let url = receiver.url();
+    let (code, stderr) = sync_once(&path, "central", &url, "100", "1");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("SYNC_UNAVAILABLE"), "{stderr}");
+    // An entry without an event (a policy) before the next run: the same events, but the
+    // batch now covers one more entry, so its body's `seq_last` moves.
+    let head = {
+        let ledger = Ledger::open(&path).unwrap();
+        ledger
+            .set_overdraft("main", "till:2", "EUR/2", Overdraft::Unbounded)
+            .unwrap();
+        let head = ledger.head().seq;
+        ledger.close().unwrap();
+        head
+    };
+    let (code, stderr) = sync_once(&path, "central", &url, "100", "1");
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(cursor_of(&path, "central"), head);
+    let received = receiver.received();
+    assert_eq!(received.requests.len(), 2);
+    let (first, second) = (&received.requests[0], &received.requests[1]);
+    let first_body: Value = serde_json::from_slice(&first.body).unwrap();
+    let second_body: Value = serde_json::from_slice(&second.body).unwrap();
+    assert_eq!(first_body["events"], second_body["events"]);
+    assert_ne!(first_body["seq_last"], second_body["seq_last"]);
+    assert_ne!(first.idempotency_key, second.idempotency_key);
+    check_one_body_per_key(&received.requests);
 }
 
 #[test]

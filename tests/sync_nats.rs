@@ -5,8 +5,8 @@
 //! writes, with `Nats-Msg-Id: <store_id>-<seq>`, and the cursor at the head: JetStream's
 //! duplicate window drops what a killed run had published but not yet acked. A server shut
 //! down mid-stream and restarted is retried through until the same holds. A subject no stream
-//! takes stops sync (exit 1, `NATS_REJECTED`) with the cursor unchanged; an unreachable server
-//! is retried, then `SYNC_UNAVAILABLE`.
+//! takes, and a server without JetStream, stop sync at once (exit 1, `NATS_REJECTED`) with the
+//! cursor unchanged; an unreachable server is retried, then `SYNC_UNAVAILABLE`.
 
 #![allow(
     clippy::unwrap_used,
@@ -55,11 +55,29 @@ impl Server {
         Server::start_at(port, tempfile::tempdir().unwrap())
     }
 
+    /// A `nats-server` without JetStream (no `-js`) on a free port of 127.0.0.1.
+    fn start_without_jetstream() -> Server {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let command = std::process::Command::new("nats-server");
+        Server::spawn(command, port, tempfile::tempdir().unwrap())
+    }
+
     /// Starts a server on `port` storing in `store` (again, after `stop`).
     fn start_at(port: u16, store: tempfile::TempDir) -> Server {
-        let spawned = std::process::Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(store.path())
+        let mut command = std::process::Command::new("nats-server");
+        command.args(["-js", "-sd"]).arg(store.path());
+        Server::spawn(command, port, store)
+    }
+
+    /// Runs `command` (`nats-server` and its JetStream flags) on `port` of 127.0.0.1 and waits
+    /// until it listens.
+    fn spawn(mut command: std::process::Command, port: u16, store: tempfile::TempDir) -> Server {
+        let spawned = command
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
@@ -415,6 +433,45 @@ fn a_subject_without_a_stream_stops_sync_with_the_cursor_unchanged() {
     }
     assert_eq!(consumers(&path)["consumers"], Value::Array(Vec::new()));
     assert!(stream_messages(&url).is_empty());
+}
+
+#[test]
+fn a_server_without_jetstream_stops_sync_at_once_with_the_cursor_unchanged() {
+    let _serial = serial();
+    let server = Server::start_without_jetstream();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    books(&path, 3);
+    let store = path.to_str().unwrap();
+    let url = server.url();
+    // Without the fix every attempt failed with "no stream found" and was retried: the
+    // attempts bound makes that SYNC_UNAVAILABLE rather than a test that never ends.
+    let args = [
+        "sync",
+        "--store",
+        store,
+        "--consumer",
+        "stream",
+        "--nats",
+        &url,
+        "--subject",
+        SUBJECT,
+        "--once",
+        "--retry-base-ms",
+        "1",
+        "--attempts-max",
+        "5",
+        "--json",
+    ];
+    let (code, stdout, stderr) = run(&args);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("NATS_REJECTED"), "{stderr}");
+    assert!(stderr.contains("does not run JetStream"), "{stderr}");
+    assert!(!stderr.contains("retrying in"), "stopped at once: {stderr}");
+    let error: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(error["error"]["code"], "NATS_REJECTED");
+    assert_eq!(cursor_of(&path, "stream"), 0);
+    assert_eq!(consumers(&path)["consumers"], Value::Array(Vec::new()));
 }
 
 #[test]

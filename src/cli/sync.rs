@@ -66,7 +66,8 @@ pub(super) struct SyncArgs {
     /// Attempts per batch before giving up with SYNC_UNAVAILABLE (default: retry for ever).
     #[arg(long, value_parser = number::<u32>)]
     attempts_max: Option<u32>,
-    /// One request's time limit (NATS: connecting, and each publish's ack), in milliseconds.
+    /// One request's time limit (NATS: connecting, and each publish's ack), in milliseconds
+    /// (at least 1).
     #[arg(long, default_value_t = 30_000, value_parser = number::<u64>)]
     timeout_ms: u64,
     /// How often to look for new entries while following, in milliseconds.
@@ -183,7 +184,7 @@ pub(super) fn sync(store: &Path, args: SyncArgs, json: bool) -> Result<u8, CliEr
             None
         }
     };
-    options.limits.check()?;
+    options.check()?;
     crate::ledger::model::check_consumer_name(&options.consumer).map_err(crate::Error::from)?;
     let mut deliver =
         |ledger: &Ledger, options: &SyncOptions, progress: &mut dyn FnMut(&SyncProgress)| {

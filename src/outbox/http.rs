@@ -1,8 +1,8 @@
 //! Pushing a consumer's events to an HTTP endpoint (`folio sync`, `docs/sync.md`): batches
 //! after the cursor, each POSTed as one JSON body with an `Idempotency-Key` made from the
-//! batch's seqs and hashes; a 2xx acks the batch (durably, before the next one is read), a
-//! network error, timeout, 408, 429 or 5xx is retried with capped exponential backoff and
-//! jitter, the same bytes and key each time; any other status stops sync with the cursor
+//! batch's seqs and a hash of that body; a 2xx acks the batch (durably, before the next one is
+//! read), a network error, timeout, 408, 429 or 5xx is retried with capped exponential backoff
+//! and jitter, the same bytes and key each time; any other status stops sync with the cursor
 //! unchanged. Delivery is therefore at-least-once and in log order.
 
 use std::io::Read;
@@ -16,7 +16,6 @@ use super::{BatchLimits, OutboxBatch, OutboxError};
 use crate::export::Event;
 use crate::export::events::hex_bytes;
 use crate::ledger::Ledger;
-use crate::ledger::request::hex;
 
 /// Names the sender to the receiver's logs.
 const USER_AGENT: &str = concat!("folio/", env!("CARGO_PKG_VERSION"));
@@ -24,6 +23,8 @@ const USER_AGENT: &str = concat!("folio/", env!("CARGO_PKG_VERSION"));
 const RESPONSE_DETAIL_BYTES_MAX: usize = 512;
 /// The longest single sleep while following (so a stop request is seen soon).
 const STOP_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+/// Hex digits of the body's blake3 hash in an `Idempotency-Key` (128 bits).
+const IDEMPOTENCY_HASH_HEX_DIGITS: usize = 32;
 
 /// How `folio sync` runs.
 #[derive(Debug, Clone)]
@@ -67,6 +68,24 @@ impl SyncOptions {
             poll_interval: Duration::from_secs(1),
             stop: None,
         }
+    }
+
+    /// Checks the options that no sync can run with (`USAGE`; the field named is the CLI's
+    /// flag): the batch bounds, a time limit of 0 (every attempt would time out at once, and
+    /// be retried for ever), a retry base of 0 with unlimited attempts (a busy loop).
+    pub fn check(&self) -> Result<(), OutboxError> {
+        self.limits.check()?;
+        if self.request_timeout.is_zero() {
+            return Err(OutboxError::Usage {
+                detail: "--timeout-ms must be at least 1: every attempt would time out".to_string(),
+            });
+        }
+        if self.retry_base.is_zero() && self.attempts_max.is_none() {
+            return Err(OutboxError::Usage {
+                detail: "a retry base of 0 with unlimited attempts would spin".to_string(),
+            });
+        }
+        Ok(())
     }
 
     pub(super) fn stopped(&self) -> bool {
@@ -135,18 +154,21 @@ pub fn request_body(
     })
 }
 
-/// `<store_id>-<first event seq>-<last event seq>-<first 16 hex digits of the last event's
-/// block_hash>`: the same events give the same key, whenever and however often they are sent;
-/// different events never do (the hash pins the history the seqs come from).
-pub fn idempotency_key(store_id: [u8; 16], batch: &OutboxBatch) -> Option<String> {
+/// `<store_id>-<first event seq>-<last event seq>-<first 32 hex digits of blake3(body)>`, where
+/// `body` is the request body exactly as sent ([`request_body`]): one key never names two
+/// different bodies, whatever else differs between them (the consumer, a `seq_last` moved by
+/// entries without an event written between two runs), and the same bytes always get the same
+/// key, so every attempt of a request sends the same key. The seqs are there for people
+/// reading the receiver's logs; the hash is what makes the key.
+pub fn idempotency_key(store_id: [u8; 16], batch: &OutboxBatch, body: &[u8]) -> Option<String> {
     let (first, last) = (batch.events.first()?, batch.events.last()?);
-    let hash = hex(&last.block_hash);
+    let hash = blake3::hash(body).to_hex();
     Some(format!(
         "{}-{}-{}-{}",
         hex_bytes(&store_id),
         first.seq,
         last.seq,
-        &hash[..16]
+        &hash[..IDEMPOTENCY_HASH_HEX_DIGITS]
     ))
 }
 
@@ -295,7 +317,7 @@ fn deliver(
     progress: &mut dyn FnMut(&SyncProgress),
 ) -> Result<(), OutboxError> {
     let body = request_body(ledger.store_id(), &options.consumer, batch)?;
-    let key = idempotency_key(ledger.store_id(), batch).unwrap_or_default();
+    let key = idempotency_key(ledger.store_id(), batch, &body).unwrap_or_default();
     let span = Span::of(batch);
     retry(options, span, report, progress, &mut || {
         attempt(agent, &options.url, &body, &key, span)
@@ -392,12 +414,7 @@ pub(super) fn drive(
     progress: &mut dyn FnMut(&SyncProgress),
     deliver: &mut Deliver<'_>,
 ) -> Result<SyncReport, OutboxError> {
-    options.limits.check()?;
-    if options.retry_base.is_zero() && options.attempts_max.is_none() {
-        return Err(OutboxError::Usage {
-            detail: "a retry base of 0 with unlimited attempts would spin".to_string(),
-        });
-    }
+    options.check()?;
     let mut report = SyncReport {
         cursor: ledger.cursor(&options.consumer)?,
         ..SyncReport::default()

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use async_nats::jetstream::context::{
-    GetStreamByNameErrorKind, PublishAckFuture, PublishErrorKind,
+    AccountErrorKind, GetStreamByNameErrorKind, PublishAckFuture, PublishErrorKind,
 };
 use async_nats::{ConnectOptions, HeaderMap};
 
@@ -166,7 +166,19 @@ impl Publisher {
     /// not serving it for now (a server shutting down or starting, recovering its streams).
     /// A refusal only when nothing was ever acknowledged here and JetStream's API, asked,
     /// answers that no stream takes the subject; otherwise passing, so retried.
+    ///
+    /// A server without JetStream (started without `-js`) answers no publish either, and
+    /// never will: when the server said so as we connected (its INFO) and JetStream's API
+    /// has no responders (no other server of a cluster serves it), that is a refusal too,
+    /// whatever this publisher saw before (a server restarted without JetStream).
     fn confirm_no_stream(&self, jetstream: &jetstream::Context, detail: String) -> Verdict {
+        if self.jetstream_absent(jetstream) {
+            return Verdict::Refused(format!(
+                "the server at {} does not run JetStream, so no stream takes this subject \
+                 (start it with -js and create a stream, docs/sync.md)",
+                self.url
+            ));
+        }
         if self.acked_any {
             return Verdict::Transient;
         }
@@ -179,6 +191,21 @@ impl Publisher {
             }
             _ => Verdict::Transient,
         }
+    }
+}
+
+impl Publisher {
+    /// Whether the server we are connected to runs no JetStream and none is reachable
+    /// through it: its INFO says so, and JetStream's API (`$JS.API.INFO`) has no responders.
+    fn jetstream_absent(&self, jetstream: &jetstream::Context) -> bool {
+        if jetstream.client().server_info().jetstream {
+            return false;
+        }
+        let account = self.runtime.block_on(jetstream.query_account());
+        matches!(
+            account.map_err(|error| error.kind()),
+            Err(AccountErrorKind::JetStreamUnavailable)
+        )
     }
 }
 
