@@ -373,7 +373,9 @@ fn a_server_restarted_mid_stream_is_retried_until_every_event_is_in_once() {
     let (port, storage) = server.stop();
     // SAFETY: as above.
     assert_eq!(unsafe { libc::kill(sync_pid, libc::SIGCONT) }, 0);
-    std::thread::sleep(Duration::from_millis(500));
+    // Down for longer than `--timeout-ms`: the publish in flight cannot be acknowledged by a
+    // client that reconnects in time, so the run must retry (with 500 ms it sometimes did not).
+    std::thread::sleep(Duration::from_millis(2_500));
     let _server = Server::start_at(port, storage);
     let rest: Vec<String> = stdout.map(|line| line.unwrap()).collect();
     let mut stderr = String::new();
