@@ -922,6 +922,7 @@ fn out_keeps_the_old_report_when_the_new_one_cannot_be_written_whole() {
         1000,
     );
     assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains(&format!("writing {out}: ")), "{stderr}");
     assert!(stderr.contains("(IO)"), "{stderr}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), good);
     assert_eq!(names(&dir), before, "no temporary file is left behind");

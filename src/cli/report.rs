@@ -161,7 +161,15 @@ pub(super) fn journal(
     }
     let written = match out {
         Some(path) => reports::file::write_replacing(path, |file| {
-            reports::journal::write_store_journal(Arc::new(RealFs), store, ledger, file).map(drop)
+            match reports::journal::write_store_journal(Arc::new(RealFs), store, ledger, file) {
+                Ok(_) => Ok(()),
+                // The journal writer names no file; this one is --out.
+                Err(ReportError::Write { source, .. }) => Err(ReportError::Write {
+                    path: path.to_path_buf(),
+                    source,
+                }),
+                Err(error) => Err(error),
+            }
         }),
         None => {
             let stdout = std::io::BufWriter::new(std::io::stdout().lock());
