@@ -1,9 +1,11 @@
 //! Reports, run as the real binary (`docs/reports.md`): a statement's opening balance plus its
 //! movements is its closing balance in every asset, with back-dated transactions, reverts and
 //! later metadata changes, in every format; a trial balance sums to zero and `--at` leaves out
-//! later transactions; and the journal export, read by hledger, gives every account the balance
-//! `folio balances` gives, on the demo's data (reverts included). hledger must be installed
-//! (`.ci/run` installs it): without it the journal tests fail, they never pass silently.
+//! later transactions; the journal export, read by hledger and ledger-cli, gives every account
+//! the balance `folio balances` gives, on the demo's data (reverts included) and in the years
+//! ledger-cli does not read, and shows no tag the ledger's metadata does not hold; `--out`
+//! replaces a report only with a whole one. hledger and ledger-cli must be installed (`.ci/run`
+//! installs them): without them the journal tests fail, they never pass silently.
 
 #![allow(clippy::unwrap_used, reason = "a test fails on any error")]
 
@@ -734,4 +736,222 @@ fn hledger_reads_every_asset_and_awkward_metadata_of_a_journal_export() {
         "events",
     ]);
     assert_eq!(code, 2);
+}
+
+/// `ledger -f JOURNAL register` summed as (account, commodity) -> balance, zero balances left
+/// out: ledger-cli (Debian's `ledger`, 3.3) must read the journal too.
+fn ledger_cli_balances(journal: &Path) -> BTreeMap<(String, String), Decimal> {
+    let output = std::process::Command::new("ledger")
+        .args(["-f", journal.to_str().unwrap(), "register", "--format"])
+        .arg("%(account)\t%(commodity(amount))\t%(quantity(amount))\n")
+        .output()
+        .unwrap_or_else(|error| {
+            panic!(
+                "ledger-cli is needed to check the journal export and could not be run \
+                 ({error}): install it (apt-get install ledger; .ci/run does)"
+            )
+        });
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "ledger-cli refused the journal: {stderr}"
+    );
+    let mut balances: BTreeMap<(String, String), Decimal> = BTreeMap::new();
+    for line in String::from_utf8(output.stdout).unwrap().lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let key = (
+            fields[0].to_string(),
+            fields[1].trim_matches('"').to_string(),
+        );
+        *balances.entry(key).or_default() += Decimal::from_str(fields[2]).unwrap();
+    }
+    balances.retain(|_, amount| !amount.is_zero());
+    balances
+}
+
+/// The tags `TOOL -f JOURNAL tags` finds (hledger and ledger-cli both have the command).
+fn tags(tool: &str, journal: &Path) -> Vec<String> {
+    let output = std::process::Command::new(tool)
+        .args(["-f", journal.to_str().unwrap(), "tags"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{tool} refused the journal: {stderr}"
+    );
+    let mut tags: Vec<String> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    tags.sort();
+    tags
+}
+
+/// Writes ledger `shop` of `store` as a journal with `--out`, and returns its path and text.
+fn journal_file(store: &Store) -> (PathBuf, String) {
+    let file = store.file("shop.journal");
+    let out = file.to_str().unwrap();
+    let args = ["export", "--store", store.s(), "--ledger", "shop"];
+    let (code, stdout, stderr) = run(&[&args[..], &["--format", "journal", "--out", out]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    (file, text)
+}
+
+#[test]
+fn metadata_keys_that_cannot_be_tags_are_comments_in_which_no_tool_finds_a_tag() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let ledger = Ledger::create(&path).unwrap();
+    let posting = Posting::new("world", "till:1", "1.00", "EUR/2").unwrap();
+    let mut request = PostRequest::new("shop", vec![posting]).with_metadata("kind", "sale");
+    for key in ["my key", "a:b", "a,b", "q\"k"] {
+        request = request.with_metadata(key, "v0, or: v1");
+    }
+    ledger.post(request).unwrap();
+    ledger.close().unwrap();
+    drop(ledger); // the handle holds the store's lock until dropped
+    let store = Store { _dir: dir, path };
+    let (file, text) = journal_file(&store);
+    let expected = ["folio-id", "folio-timestamp", "kind"];
+    assert_eq!(tags("hledger", &file), expected, "{text}");
+    assert_eq!(tags("ledger", &file), expected, "{text}");
+    assert!(
+        text.contains("; folio-metadata [\"my key\",\"v0, or\\u003a v1\"]\n"),
+        "{text}"
+    );
+    // Each awkward pair reads back exactly as JSON.
+    let pairs: Vec<Vec<String>> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("    ; folio-metadata "))
+        .map(|pair| serde_json::from_str(pair).unwrap())
+        .collect();
+    let keys: Vec<&str> = pairs.iter().map(|pair| pair[0].as_str()).collect();
+    assert_eq!(keys, ["a,b", "a:b", "my key", "q\"k"]);
+    assert!(pairs.iter().all(|pair| pair[1] == "v0, or: v1"));
+}
+
+#[test]
+fn a_transaction_before_1400_is_in_a_journal_that_hledger_and_ledger_cli_both_read() {
+    let (store, _) = books();
+    let ledger = Ledger::open(&store.path).unwrap();
+    for time in [
+        "0001-01-01T00:00:00Z",
+        "0000-01-01T00:00:00Z",
+        "9999-12-31T23:59:59Z",
+    ] {
+        let posting = Posting::new("world", "till:1", "3.00", "EUR/2").unwrap();
+        let request = PostRequest::new("shop", vec![posting]).with_timestamp(at(time));
+        ledger.post(request).unwrap();
+    }
+    ledger.close().unwrap();
+    drop(ledger); // the handle holds the store's lock until dropped
+    let (file, text) = journal_file(&store);
+    let expected = folio_balances(store.s(), "shop");
+    assert_eq!(ledger_cli_balances(&file), expected);
+    assert_eq!(hledger_balances(&file), expected);
+    // The day ledger-cli reads, with the exact instant in its tag.
+    assert!(text.contains("1400-01-01 * tx"), "{text}");
+    assert!(
+        text.contains("; folio-timestamp: 0001-01-01T00:00:00Z\n"),
+        "{text}"
+    );
+    assert!(text.contains("9999-12-31 * tx"), "{text}");
+}
+
+/// Runs folio with `args` under a file size limit of `limit_bytes` with SIGXFSZ ignored, so
+/// that a write past the limit fails with EFBIG as a write to a full disk fails.
+fn run_with_file_size_limit(args: &[&str], limit_bytes: u64) -> (i32, String) {
+    use std::os::unix::process::CommandExt;
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_folio"));
+    command.args(args).env_remove("FOLIO_STORE");
+    // SAFETY: between fork and exec the closure only calls async-signal-safe functions.
+    unsafe {
+        command.pre_exec(move || {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: limit_bytes,
+                rlim_max: limit_bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    (output.status.code().unwrap(), stderr)
+}
+
+/// The names in `dir`, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn out_keeps_the_old_report_when_the_new_one_cannot_be_written_whole() {
+    let (store, _) = books();
+    let (file, good) = journal_file(&store);
+    let dir = file.parent().unwrap().to_path_buf();
+    let before = names(&dir);
+    // The journal (read-only: the store is not written) is longer than 1000 bytes: its write
+    // fails past them, as on a full disk.
+    assert!(good.len() > 1000);
+    let out = file.to_str().unwrap();
+    let (code, stderr) = run_with_file_size_limit(
+        &[
+            "export",
+            "--store",
+            store.s(),
+            "--ledger",
+            "shop",
+            "--format",
+            "journal",
+            "--out",
+            out,
+        ],
+        1000,
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains(&format!("writing {out}: ")), "{stderr}");
+    assert!(stderr.contains("(IO)"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), good);
+    assert_eq!(names(&dir), before, "no temporary file is left behind");
+}
+
+#[test]
+fn out_replaces_csv_and_xlsx_reports_whole_and_leaves_nothing_else() {
+    let (store, _) = books();
+    let dir = store.path.parent().unwrap().to_path_buf();
+    for (format, name) in [
+        ("csv", "trial.csv"),
+        ("xlsx", "trial.xlsx"),
+        ("json", "trial.json"),
+    ] {
+        let file = dir.join(name);
+        std::fs::write(&file, "an old report, longer than the new one ".repeat(500)).unwrap();
+        let out = file.to_str().unwrap();
+        let args = ["trial-balance", "--store", store.s(), "--ledger", "shop"];
+        let (code, _, stderr) = run(&[&args[..], &["--format", format, "--out", out]].concat());
+        assert_eq!(code, 0, "{stderr}");
+        let written = std::fs::read(&file).unwrap();
+        match format {
+            "xlsx" => assert!(written.starts_with(b"PK"), "a zip"),
+            "csv" => assert!(written.starts_with(b"kind,account,asset,balance\n")),
+            _ => assert!(serde_json::from_slice::<Value>(&written).is_ok()),
+        }
+    }
+    assert_eq!(
+        names(&dir),
+        ["store", "trial.csv", "trial.json", "trial.xlsx"]
+    );
 }

@@ -126,6 +126,9 @@ enum Command {
         /// The ledger to export (journal only: events export every ledger).
         #[arg(long)]
         ledger: Option<String>,
+        /// Write the journal to this file instead of stdout (journal only).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// An account's statement over a period: opening, movements, closing.
     Statement(report::StatementArgs),
@@ -254,12 +257,15 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             since,
             format,
             ledger,
+            out,
         } => match (format, ledger) {
-            (ExportFormat::Events, None) => audit::export(&store()?, since),
-            (ExportFormat::Events, Some(_)) => Err(CliError::usage(
-                "--ledger is for --format journal; events export every ledger",
+            (ExportFormat::Events, None) if out.is_none() => audit::export(&store()?, since),
+            (ExportFormat::Events, _) => Err(CliError::usage(
+                "--ledger and --out are for --format journal; events export every ledger to stdout",
             )),
-            (ExportFormat::Journal, ledger) => report::journal(&store()?, ledger.as_deref(), since),
+            (ExportFormat::Journal, ledger) => {
+                report::journal(&store()?, ledger.as_deref(), since, out.as_deref())
+            }
         },
         Command::Statement(args) => report::statement(&store()?, args, json),
         Command::TrialBalance(args) => report::trial_balance(&store()?, args, json),

@@ -143,8 +143,14 @@ pub(super) fn trial_balance(
     ))
 }
 
-/// `folio export --format journal`: the ledger's journal on stdout.
-pub(super) fn journal(store: &Path, ledger: Option<&str>, since: u64) -> Result<u8, CliError> {
+/// `folio export --format journal`: the ledger's journal on stdout, or in `out`, which is
+/// replaced only once the whole journal is written.
+pub(super) fn journal(
+    store: &Path,
+    ledger: Option<&str>,
+    since: u64,
+    out: Option<&Path>,
+) -> Result<u8, CliError> {
     let Some(ledger) = ledger else {
         return Err(CliError::usage("--format journal needs --ledger L"));
     };
@@ -153,9 +159,25 @@ pub(super) fn journal(store: &Path, ledger: Option<&str>, since: u64) -> Result<
             "--since is for --format events; a journal holds the whole ledger",
         ));
     }
-    let out = std::io::BufWriter::new(std::io::stdout().lock());
-    match reports::journal::write_store_journal(Arc::new(RealFs), store, ledger, out) {
-        Ok(_) => Ok(0),
+    let written = match out {
+        Some(path) => reports::file::write_replacing(path, |file| {
+            match reports::journal::write_store_journal(Arc::new(RealFs), store, ledger, file) {
+                Ok(_) => Ok(()),
+                // The journal writer names no file; this one is --out.
+                Err(ReportError::Write { source, .. }) => Err(ReportError::Write {
+                    path: path.to_path_buf(),
+                    source,
+                }),
+                Err(error) => Err(error),
+            }
+        }),
+        None => {
+            let stdout = std::io::BufWriter::new(std::io::stdout().lock());
+            reports::journal::write_store_journal(Arc::new(RealFs), store, ledger, stdout).map(drop)
+        }
+    };
+    match written {
+        Ok(()) => Ok(0),
         Err(error) if error.is_broken_pipe() => Ok(0),
         Err(error) => Err(error.into()),
     }

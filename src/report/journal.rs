@@ -176,14 +176,13 @@ impl<W: Write> JournalWriter<'_, W> {
         let metadata = self.changed.get(&id).unwrap_or(&tx.metadata);
         let text = &mut self.text;
         text.clear();
-        let day = Timestamp(tx.timestamp).to_rfc3339();
         let description = match tx.reverts {
             Some(original) => format!("tx {id} reverts tx {original}"),
             None => format!("tx {id}"),
         };
         text.push_str(&format!(
             "{} * {description}\n",
-            day.get(..10).unwrap_or(&day)
+            journal_date(Timestamp(tx.timestamp))
         ));
         text.push_str(&format!("    ; folio-id: {id}\n"));
         text.push_str(&format!(
@@ -224,6 +223,25 @@ impl<W: Write> ReportSink for JournalWriter<'_, W> {
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// The earliest date ledger-cli reads ("Year is out of valid range: 1400..9999"); hledger
+/// reads it too. The ledger's own years go back to 0000 (`Timestamp::MIN`).
+const JOURNAL_DATE_MIN: &str = "1400-01-01";
+
+/// A transaction's journal date: the UTC day of its effective timestamp, or
+/// [`JOURNAL_DATE_MIN`] for a day before it, so that both hledger and ledger-cli read every
+/// journal the ledger can hold (the instant stays exact in the `folio-timestamp` tag). The
+/// years after 1400 are up to 9999 (`Timestamp::MAX`), which both read.
+fn journal_date(timestamp: Timestamp) -> String {
+    let instant = timestamp.to_rfc3339();
+    let day = instant.get(..10).unwrap_or(&instant);
+    // `YYYY-MM-DD` compares as text in date order (the ledger's years have 4 digits).
+    if day < JOURNAL_DATE_MIN {
+        JOURNAL_DATE_MIN.to_string()
+    } else {
+        day.to_string()
     }
 }
 
@@ -277,13 +295,18 @@ fn tag_value(value: &str) -> String {
         .replace(',', "\\u002c")
 }
 
-/// One metadata pair as a posting-level comment line of the transaction: a tag `key: value`
-/// when the key can be a tag name, else a plain comment `folio-metadata {"key":"value"}`.
+/// One metadata pair as a comment line of the transaction: a tag `key: value` when the key
+/// can be a tag name, else a plain comment `folio-metadata ["key","value"]`, a JSON array with
+/// every `:` escaped as `\u003a`. hledger and ledger-cli both take `word:` in a comment as a
+/// tag, so the line holds no `:` at all (a JSON object would need one between key and value),
+/// and the array gives the exact pair back.
 fn metadata_line(key: &str, value: &str) -> String {
     if plain(key, true) {
         format!("    ; {key}: {}\n", tag_value(value))
     } else {
-        let pair = serde_json::json!({ key: value }).to_string();
+        let pair = serde_json::json!([key, value])
+            .to_string()
+            .replace(':', "\\u003a");
         format!("    ; folio-metadata {pair}\n")
     }
 }
@@ -311,7 +334,22 @@ mod tests {
         );
         assert_eq!(
             metadata_line("my key", "v"),
-            "    ; folio-metadata {\"my key\":\"v\"}\n"
+            "    ; folio-metadata [\"my key\",\"v\"]\n"
         );
+        assert_eq!(
+            metadata_line("a:b", "c:d"),
+            "    ; folio-metadata [\"a\\u003ab\",\"c\\u003ad\"]\n"
+        );
+    }
+
+    #[test]
+    fn a_day_before_1400_is_written_as_the_first_day_ledger_cli_reads() {
+        let day = |text: &str| journal_date(Timestamp::parse(text).unwrap());
+        assert_eq!(day("0001-01-01T00:00:00Z"), "1400-01-01");
+        assert_eq!(day("1399-12-31T23:59:59Z"), "1400-01-01");
+        assert_eq!(day("1400-01-01T00:00:00Z"), "1400-01-01");
+        assert_eq!(day("2026-11-22T23:00:00-02:00"), "2026-11-23");
+        assert_eq!(day("9999-12-31T23:59:59Z"), "9999-12-31");
+        assert_eq!(journal_date(Timestamp::MIN), "1400-01-01");
     }
 }

@@ -7,6 +7,7 @@
 //! XLSX) is in [`render`]; reports never change the store.
 
 mod error;
+pub mod file;
 pub mod journal;
 pub mod render;
 pub mod statement;

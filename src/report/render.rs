@@ -4,13 +4,13 @@
 //! JSON keeps amounts as canonical decimal strings, as every other JSON of the CLI does.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde_json::{Value, json};
 
+use super::file::{write_replacing, write_text};
 use super::journal::fixed;
 use super::trial::Total;
 use super::{ReportError, Statement, TrialBalance};
@@ -25,9 +25,14 @@ pub enum Format {
     Xlsx,
 }
 
-/// Largest mantissa written to a spreadsheet as a number: spreadsheets keep 15 significant
-/// digits, so a larger amount is written as text rather than rounded.
-const XLSX_MANTISSA_MAX: i128 = 999_999_999_999_999;
+/// Largest significant digits written to a spreadsheet as a number: spreadsheets keep 15
+/// significant digits, so an amount with more is written as text rather than rounded. Trailing
+/// zeros of a whole number are not significant: `100000000000000000000` is one digit, exact as
+/// a double and shown exactly.
+const XLSX_SIGNIFICANT_MAX: i128 = 999_999_999_999_999;
+
+/// Rows of an xlsx sheet (Excel's limit), the header row included.
+pub const XLSX_ROWS_MAX: usize = 1_048_576;
 
 /// One cell of the grid.
 #[derive(Debug, Clone, PartialEq)]
@@ -391,21 +396,6 @@ fn csv_text(grid: &Grid, out: Option<&Path>) -> Result<String, ReportError> {
     String::from_utf8(bytes).map_err(|e| error(e.to_string()))
 }
 
-/// Writes text to a file, or to stdout.
-fn write_text(out: Option<&Path>, text: &str) -> Result<(), ReportError> {
-    let path = out.map_or_else(|| PathBuf::from("<stdout>"), Path::to_path_buf);
-    let written = match out {
-        Some(path) => std::fs::write(path, text),
-        None => {
-            let mut stdout = std::io::stdout().lock();
-            stdout
-                .write_all(text.as_bytes())
-                .and_then(|()| stdout.flush())
-        }
-    };
-    written.map_err(|source| ReportError::Write { path, source })
-}
-
 /// The spreadsheet number format of an asset: its declared decimals, else general.
 fn number_format(asset: &str) -> String {
     match model::parse_asset(asset).ok().and_then(|spec| spec.scale) {
@@ -415,8 +405,30 @@ fn number_format(asset: &str) -> String {
     }
 }
 
+/// Whether `amount` is a spreadsheet number that shows exactly: at most 15 significant digits
+/// (a double holds any such decimal so that 15 digits give it back).
+fn exact_in_a_spreadsheet(amount: Decimal) -> bool {
+    let mut significant = amount.normalize().mantissa().abs();
+    while significant != 0 && significant % 10 == 0 {
+        significant /= 10;
+    }
+    significant <= XLSX_SIGNIFICANT_MAX
+}
+
+/// Refuses a sheet past Excel's rows before anything is built or written.
+fn check_xlsx_rows(grid: &Grid) -> Result<(), ReportError> {
+    if grid.rows.len() >= XLSX_ROWS_MAX {
+        return Err(ReportError::TooLarge {
+            what: "xlsx sheet (data rows below its header)",
+            max: XLSX_ROWS_MAX - 1,
+        });
+    }
+    Ok(())
+}
+
 fn write_xlsx(grid: &Grid, path: &Path) -> Result<(), ReportError> {
     use rust_xlsxwriter::{Format as XlsxFormat, Workbook, XlsxError};
+    check_xlsx_rows(grid)?;
     let error = |error: XlsxError| ReportError::Xlsx {
         path: path.to_path_buf(),
         detail: error.to_string(),
@@ -452,7 +464,7 @@ fn write_xlsx(grid: &Grid, path: &Path) -> Result<(), ReportError> {
                     sheet.write_string(row, col, cell.text()).map_err(error)?;
                 }
                 Cell::Amount(amount, asset) => {
-                    let exact = amount.normalize().mantissa().abs() <= XLSX_MANTISSA_MAX;
+                    let exact = exact_in_a_spreadsheet(*amount);
                     match amount.to_f64().filter(|_| exact) {
                         Some(number) => {
                             let format = formats.entry(asset.clone()).or_insert_with(|| {
@@ -472,5 +484,49 @@ fn write_xlsx(grid: &Grid, path: &Path) -> Result<(), ReportError> {
     }
     sheet.set_freeze_panes(1, 0).map_err(error)?;
     sheet.autofit();
-    workbook.save(path).map_err(error)
+    write_replacing(path, |file| workbook.save_to_writer(file).map_err(error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    #[test]
+    fn xlsx_counts_significant_digits_so_an_exact_large_amount_stays_a_number() {
+        let exact = |text: &str| exact_in_a_spreadsheet(Decimal::from_str(text).unwrap());
+        assert!(exact("100000000000000000000"));
+        assert!(exact("-123456789012345000000"));
+        assert!(exact("999999999999999"));
+        assert!(exact("0.000000000000000000000000001"));
+        assert!(exact("12.50"));
+        assert!(!exact("1000000000000001"));
+        assert!(!exact("100000000000000000001"));
+        assert!(!exact("0.1234567890123456"));
+    }
+
+    #[test]
+    fn an_xlsx_sheet_past_excels_rows_is_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trial.xlsx");
+        // Empty rows cost nothing; the last one holds a cell past Excel's last row.
+        let mut rows = vec![Vec::new(); XLSX_ROWS_MAX - 1];
+        rows.push(vec![Cell::Text("balance".into())]);
+        let grid = Grid {
+            title: Vec::new(),
+            sheet: "Trial balance",
+            header: &["kind"],
+            rows,
+        };
+        let error = write_xlsx(&grid, &path).unwrap_err();
+        assert_eq!(error.code(), "REPORT_TOO_LARGE", "{error}");
+        assert!(error.is_rejection());
+        assert!(!path.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // One row fewer is a sheet Excel takes.
+        let mut grid = grid;
+        grid.rows.remove(0);
+        write_xlsx(&grid, &path).unwrap();
+        assert!(path.exists());
+    }
 }
