@@ -28,7 +28,7 @@ use crate::log::{Appended, LogError, LogReader};
 use crate::replay;
 use crate::state::apply::{apply, set_watermark};
 use crate::state::hot::{HotRows, StagedTables};
-use crate::state::{StateError, Watermark, WriteTables};
+use crate::state::{StateError, Watermark, WriteTables, panic_text};
 
 /// What a write returns: a receipt for transactions, the entry's place for the rest.
 #[derive(Debug, Clone)]
@@ -141,15 +141,6 @@ fn fail_all(group: &[Pending], error: &LedgerError) {
     for pending in group {
         fill(&pending.slot, Err(error.clone().into()));
     }
-}
-
-/// The message a panic carried, if it was text.
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|text| text.to_string()))
-        .unwrap_or_else(|| "no message".to_string())
 }
 
 /// The queue of operations waiting for a group, and whether some caller is committing one.

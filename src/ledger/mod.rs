@@ -337,13 +337,8 @@ impl LedgerOptions {
         if self.checkpoint_groups == 0 {
             return Err(at_least_one("checkpoint_groups").into());
         }
-        crate::log::check_options(&log_options(self, 0)).map_err(|_| {
-            LedgerError::InvalidInput {
-                field: "segment_bytes",
-                value: self.segment_bytes.to_string(),
-                reason: "must be between 4 KiB and 1 GiB",
-            }
-        })?;
+        // The log's own bounds: its `InvalidOption` is INVALID_INPUT and names the option.
+        crate::log::check_options(&log_options(self, 0))?;
         Ok(())
     }
 }

@@ -322,15 +322,20 @@ fn open_database(file: Arc<dyn VfsFile>) -> Result<Database, OpenFailure> {
             Err(OpenFailure::Io(error))
         }
         Ok(Err(error)) => Err(OpenFailure::Unreadable(error.to_string())),
-        Err(panic) => {
-            let detail = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|text| text.to_string()))
-                .unwrap_or_else(|| "redb panicked".to_string());
-            Err(OpenFailure::Unreadable(detail))
-        }
+        Err(panic) => Err(OpenFailure::Unreadable(format!(
+            "redb panicked: {}",
+            panic_text(&*panic)
+        ))),
     }
+}
+
+/// The message a caught panic carried, if it was text.
+pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|text| text.to_string()))
+        .unwrap_or_else(|| "no message".to_string())
 }
 
 #[cfg(test)]
