@@ -22,24 +22,12 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::Ledger(error) => ledger_code(error),
-            Error::Log(error) => match error {
-                LogError::NotAStore { .. } => "NOT_A_STORE",
-                LogError::AlreadyExists { .. } => "STORE_EXISTS",
-                LogError::UnsupportedVersion { .. } => "UNSUPPORTED_VERSION",
-                LogError::Corrupt { .. } => "LOG_CORRUPT",
-                LogError::BodyTooLarge { .. } | LogError::BatchTooLarge { .. } => "ENTRY_TOO_LARGE",
-                LogError::OutcomeUnknown { .. } => "OUTCOME_UNKNOWN",
-                LogError::Poisoned => "POISONED",
-                LogError::NoSpace { .. } => "NO_SPACE",
-                LogError::Io { .. } => "IO",
-                LogError::SeqOutOfRange { .. } => "SEQ_OUT_OF_RANGE",
-                LogError::ReadOnly | LogError::NotWritable { .. } => "READ_ONLY",
-                LogError::InvalidOption(_) => "INVALID_INPUT",
-            },
+            Error::Log(error) => log_code(error),
             Error::State(error) => match error {
                 StateError::Inconsistent { .. } => "STATE_INCONSISTENT",
                 StateError::BadEntry { .. } => "BAD_ENTRY",
                 StateError::NoSpace { .. } => "NO_SPACE",
+                StateError::Log(error) => log_code(error),
                 StateError::Database(_) | StateError::BadRow { .. } | StateError::Unreadable(_) => {
                     "STATE"
                 }
@@ -105,6 +93,24 @@ fn ledger_code(error: &LedgerError) -> &'static str {
         LedgerError::LogBehindState { .. } => "LOG_BEHIND_STATE",
         LedgerError::StateLogMismatch { .. } => "STATE_LOG_MISMATCH",
         LedgerError::NotAStore => "NOT_A_STORE",
+    }
+}
+
+/// The code of a log error, wherever it surfaced.
+fn log_code(error: &LogError) -> &'static str {
+    match error {
+        LogError::NotAStore { .. } => "NOT_A_STORE",
+        LogError::AlreadyExists { .. } => "STORE_EXISTS",
+        LogError::UnsupportedVersion { .. } => "UNSUPPORTED_VERSION",
+        LogError::Corrupt { .. } => "LOG_CORRUPT",
+        LogError::BodyTooLarge { .. } | LogError::BatchTooLarge { .. } => "ENTRY_TOO_LARGE",
+        LogError::OutcomeUnknown { .. } => "OUTCOME_UNKNOWN",
+        LogError::Poisoned => "POISONED",
+        LogError::NoSpace { .. } => "NO_SPACE",
+        LogError::Io { .. } => "IO",
+        LogError::SeqOutOfRange { .. } => "SEQ_OUT_OF_RANGE",
+        LogError::ReadOnly | LogError::NotWritable { .. } => "READ_ONLY",
+        LogError::InvalidOption(_) => "INVALID_INPUT",
     }
 }
 

@@ -80,7 +80,7 @@ pub fn rebuild_state(
         vfs.remove(&building).map_err(io)?;
     }
     let state = State::create_at(&*vfs, dir, &building)?;
-    let mut applier = crate::state::catchup::Applier::new(&state);
+    let mut applier = crate::state::catchup::Applier::new(&state, &*log);
     let applied = drive(&log, 1, head, &mut applier, &mut |seq| progress(seq, head))?;
     drop(state);
     vfs.rename(&building, &dir.join(STATE_FILE_NAME))
@@ -149,7 +149,7 @@ pub fn replay_into(
     let mut sink = CopySink {
         log: &copy,
         bodies: Vec::new(),
-        applier: crate::state::catchup::Applier::new(&state),
+        applier: crate::state::catchup::Applier::new(&state, &*log),
     };
     let copied = drive(&log, 1, seq_to, &mut sink, &mut |seq| progress(seq, seq_to))?;
     drop(sink);

@@ -22,6 +22,7 @@ use folio::log::Hash;
 use folio::log::sim::SimFs;
 use folio::log::vfs::Vfs;
 use folio::state::tables::WriteTables;
+use redb::ReadableTable;
 use support::workload::{self, STORE};
 
 /// A closed store of `entries` entries on the simulated disk, and its head.
@@ -223,17 +224,41 @@ fn edit_state(copy: &SimFs, edit: usize, rng: &mut u64) {
                     .unwrap();
             }
             3 => {
+                // A run of one seq that no transaction of the till has.
                 tables
                     .history
-                    .insert(("main", till.as_str(), 1_000_000 + n % 100), ())
+                    .insert(("main", till.as_str(), 1_000_000 + n % 100), &[][..])
                     .unwrap();
             }
             4 => {
+                // The run holding transaction `id` of its till, written back without it.
                 let id = 2 + n % 1500;
+                let account = format!("till:{}", (id - 2) % 7);
+                let (first, seqs) = {
+                    let mut runs = tables
+                        .history
+                        .range(("main", account.as_str(), 0)..=("main", account.as_str(), id))
+                        .unwrap();
+                    let (key, value) = runs.next_back().unwrap().unwrap();
+                    let first = key.value().2;
+                    (
+                        first,
+                        folio::state::history::decode_run(first, value.value()).unwrap(),
+                    )
+                };
+                assert!(seqs.contains(&id), "the run from {first} holds {id}");
                 tables
                     .history
-                    .remove(("main", format!("till:{}", (id - 2) % 7).as_str(), id))
+                    .remove(("main", account.as_str(), first))
                     .unwrap();
+                let kept: Vec<u64> = seqs.into_iter().filter(|seq| *seq != id).collect();
+                if let Some(&new_first) = kept.first() {
+                    let bytes = folio::state::history::encode_run(&kept);
+                    tables
+                        .history
+                        .insert(("main", account.as_str(), new_first), &bytes[..])
+                        .unwrap();
+                }
             }
             5 => {
                 let row =

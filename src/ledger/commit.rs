@@ -18,7 +18,7 @@ use super::entry::{self, EntryBody, TransactionEntry};
 use super::error::LedgerError;
 use super::read::receipt_of;
 use super::request::{Committed, Receipt};
-use super::validate::{self, Context, Decision, EntrySource, Op};
+use super::validate::{self, Context, Decision, Op};
 use super::{Inner, Ledger};
 use crate::Error;
 use crate::log::format::{
@@ -26,7 +26,7 @@ use crate::log::format::{
 };
 use crate::log::{Appended, LogError, LogReader};
 use crate::replay;
-use crate::state::apply::{apply, set_watermark};
+use crate::state::apply::{TransactionLookup, apply, set_watermark};
 use crate::state::hot::{HotRows, StagedTables};
 use crate::state::{StateError, Watermark, WriteTables, panic_text};
 
@@ -237,25 +237,12 @@ impl GroupEntries<'_> {
     }
 }
 
-impl EntrySource for GroupEntries<'_> {
-    fn transaction(&self, id: u64) -> Result<TransactionEntry, Error> {
+impl TransactionLookup for GroupEntries<'_> {
+    fn transaction(&self, id: u64) -> Result<Option<TransactionEntry>, StateError> {
         if let Some(tx) = self.staged_transaction(id) {
-            return Ok(tx.clone());
+            return Ok(Some(tx.clone()));
         }
-        read_transaction(self.log, id)
-    }
-}
-
-/// Reads and decodes a transaction entry from the log.
-pub(crate) fn read_transaction(log: &LogReader, id: u64) -> Result<TransactionEntry, Error> {
-    let entry = log.read(id)?;
-    match replay::decode_body(&entry)? {
-        EntryBody::Transaction(tx) => Ok(tx),
-        _ => Err(crate::state::StateError::Inconsistent {
-            seq: id,
-            detail: "the state names it as a transaction, the log does not".to_string(),
-        }
-        .into()),
+        self.log.transaction(id)
     }
 }
 
@@ -458,7 +445,13 @@ impl Inner {
                     staging.unprocessed = group.split_off(position);
                     break;
                 }
-                apply(&mut staged_state, seq, &body).map_err(|error| error.to_string())?;
+                let entries = GroupEntries {
+                    log: &self.log,
+                    staged: &staging.staged,
+                    positions: &staging.staged_tx,
+                };
+                apply(&mut staged_state, &entries, seq, &body)
+                    .map_err(|error| error.to_string())?;
                 bytes_total += record_bytes;
                 if let EntryBody::Transaction(_) = &body {
                     staging.staged_tx.insert(seq, staging.staged.len());
@@ -514,7 +507,7 @@ impl Inner {
     fn catch_up_state(&self) {
         let caught_up = (|| -> Result<(), Error> {
             let watermark = crate::state::StateView::watermark(&self.state.read_tables()?)?;
-            let mut applier = crate::state::catchup::Applier::new(&self.state);
+            let mut applier = crate::state::catchup::Applier::new(&self.state, &*self.log);
             replay::drive(
                 &self.log,
                 watermark.seq + 1,

@@ -230,7 +230,7 @@ impl Ledger {
             })?;
             log.append(&[body])?;
         }
-        let mut applier = Applier::new(&state);
+        let mut applier = Applier::new(&state, &*log);
         let caught_up = replay::drive(
             &log,
             watermark.seq + 1,

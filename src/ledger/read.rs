@@ -11,14 +11,16 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::Ledger;
-use super::commit::read_transaction;
+use super::entry::EntryBody;
 use super::entry::{OverdraftCode, TransactionEntry};
 use super::error::LedgerError;
 use super::model::{self, Metadata, Overdraft, Timestamp, Volumes, WORLD};
 use super::request::{OverdraftFlag, Posting, Receipt};
 use crate::Error;
 use crate::log::{Hash, Head};
-use crate::state::tables::{ReadTables, TransactionRow, VolumesRow, Watermark, decode_row};
+use crate::state::tables::{
+    ReadTables, TransactionChanges, VolumesRow, Watermark, decode_row, get_transactions_count,
+};
 use crate::state::{StateView, VolumesTable};
 
 /// Most transactions one history page returns.
@@ -68,7 +70,7 @@ pub(crate) fn receipt_of(
     block_hash: Hash,
     previous_hash: Hash,
     tx: TransactionEntry,
-    row: Option<&TransactionRow>,
+    changes: Option<TransactionChanges>,
 ) -> Receipt {
     // Takes the entry by value: its names move into the receipt instead of being copied, which
     // on a bulk post was a tenth of the allocations.
@@ -111,9 +113,12 @@ pub(crate) fn receipt_of(
                 asset: posting.asset,
             })
             .collect(),
-        metadata: row.map_or(tx.metadata, |row| row.metadata.clone()),
+        metadata: changes
+            .as_ref()
+            .and_then(|changes| changes.metadata.clone())
+            .unwrap_or(tx.metadata),
         reverts: tx.reverts,
-        reverted_by: row.and_then(|row| row.reverted_by),
+        reverted_by: changes.and_then(|changes| changes.reverted_by),
         pre_commit_volumes: pre,
         post_commit_volumes: post,
         posting_seqs: tx
@@ -243,20 +248,24 @@ impl Ledger {
     /// has no such transaction.
     pub fn transaction(&self, ledger: &str, id: u64) -> Result<Option<Receipt>, Error> {
         model::check_ledger_name(ledger)?;
-        let Some(row) = self.tables()?.transaction(id)? else {
-            return Ok(None);
-        };
-        if row.ledger != ledger {
+        let tables = self.tables()?;
+        // Only what the state's snapshot holds: the log may already hold a group whose
+        // callers have not been answered.
+        if id == 0 || id > tables.watermark()?.seq {
             return Ok(None);
         }
         let entry = self.inner.log.read(id)?;
-        let tx = read_transaction(&self.inner.log, id)?;
+        let tx = match crate::replay::decode_body(&entry)? {
+            EntryBody::Transaction(tx) if tx.ledger == ledger => tx,
+            _ => return Ok(None),
+        };
+        let changes = tables.transaction_changes(id)?;
         Ok(Some(receipt_of(
             id,
             entry.block_hash,
             entry.previous_hash,
             tx,
-            Some(&row),
+            changes,
         )))
     }
 
@@ -288,15 +297,7 @@ impl Ledger {
         let limit = limit.min(HISTORY_PAGE_MAX);
         let end = before.unwrap_or(u64::MAX);
         let tables = self.tables()?;
-        let range = tables
-            .history
-            .range((ledger, account, 0)..(ledger, account, end))
-            .map_err(crate::state::StateError::from)?;
-        let mut ids = Vec::with_capacity(limit);
-        for item in range.rev().take(limit) {
-            let (key, _) = item.map_err(crate::state::StateError::from)?;
-            ids.push(key.value().2);
-        }
+        let ids = crate::state::history::page(&tables.history, ledger, account, end, limit)?;
         let mut receipts = Vec::with_capacity(ids.len());
         for id in ids {
             match self.transaction(ledger, id)? {
@@ -351,7 +352,7 @@ impl Ledger {
             log_bytes: log.used_bytes,
             ledgers: count(tables.ledgers.len())?,
             accounts: count(tables.accounts.len())?,
-            transactions: count(tables.transactions.len())?,
+            transactions: get_transactions_count(&tables.meta)?,
             watermark: tables.watermark()?.seq,
         })
     }

@@ -16,8 +16,9 @@ use super::error::LedgerError;
 use super::model::{self, Metadata, Overdraft, Volumes, WORLD};
 use super::request::{PostRequest, RevertRequest};
 use crate::Error;
+use crate::state::StateError;
 use crate::state::StateView;
-use crate::state::tables::TransactionRow;
+use crate::state::apply::TransactionLookup;
 
 /// A write operation, as queued for group commit.
 #[derive(Debug, Clone)]
@@ -68,16 +69,12 @@ pub(crate) enum Decision {
     Unchanged,
 }
 
-/// Transaction entries by id, including those of the group being committed (not yet in the
-/// log).
-pub(crate) trait EntrySource {
-    fn transaction(&self, id: u64) -> Result<TransactionEntry, Error>;
-}
-
 /// What validation reads.
 pub(crate) struct Context<'a> {
     pub view: &'a dyn StateView,
-    pub entries: &'a dyn EntrySource,
+    /// Transaction entries by id, including those of the group being committed (not yet in
+    /// the log).
+    pub entries: &'a dyn TransactionLookup,
     /// Microseconds since the epoch: `inserted_at`, and the default timestamp.
     pub now: i64,
     /// The seq the entry would get: every entry before it (the group's included) is below.
@@ -141,7 +138,7 @@ pub(crate) fn validate(ctx: &Context<'_>, op: &Op) -> Result<Decision, Error> {
         } => {
             model::check_ledger_name(ledger)?;
             check_nonempty_metadata(metadata)?;
-            check_merged_metadata(transaction_row(ctx, ledger, *id)?.metadata, metadata)?;
+            check_merged_metadata(current_transaction(ctx, ledger, *id)?.metadata, metadata)?;
             let set = TransactionMetadataSet {
                 ledger: ledger.clone(),
                 id: *id,
@@ -153,7 +150,7 @@ pub(crate) fn validate(ctx: &Context<'_>, op: &Op) -> Result<Decision, Error> {
         Op::DeleteTransactionMetadata { ledger, id, key } => {
             model::check_ledger_name(ledger)?;
             model::check_metadata_key(key)?;
-            if !transaction_row(ctx, ledger, *id)?
+            if !current_transaction(ctx, ledger, *id)?
                 .metadata
                 .contains_key(key)
             {
@@ -239,15 +236,32 @@ fn check_nonempty_metadata(metadata: &Metadata) -> Result<(), Error> {
     Ok(())
 }
 
-fn transaction_row(ctx: &Context<'_>, ledger: &str, id: u64) -> Result<TransactionRow, Error> {
-    match ctx.view.transaction(id)? {
-        Some(row) if row.ledger == ledger => Ok(row),
-        _ => Err(LedgerError::TransactionNotFound {
+/// A transaction as it is now: its entry, and what changed since.
+struct Current {
+    entry: TransactionEntry,
+    reverted_by: Option<u64>,
+    metadata: Metadata,
+}
+
+/// Transaction `id` of `ledger`, or `TransactionNotFound`.
+fn current_transaction(ctx: &Context<'_>, ledger: &str, id: u64) -> Result<Current, Error> {
+    let Some(entry) = ctx
+        .entries
+        .transaction(id)?
+        .filter(|tx| tx.ledger == ledger)
+    else {
+        return Err(LedgerError::TransactionNotFound {
             ledger: ledger.to_string(),
             id,
         }
-        .into()),
-    }
+        .into());
+    };
+    let changes = ctx.view.transaction_changes(id)?.unwrap_or_default();
+    Ok(Current {
+        metadata: changes.metadata.unwrap_or_else(|| entry.metadata.clone()),
+        reverted_by: changes.reverted_by,
+        entry,
+    })
 }
 
 fn validate_overdraft(
@@ -356,7 +370,14 @@ fn check_reference_use(
     if used.request_hash == canonical.hash() {
         return Ok(Some(Decision::Replay(used.id)));
     }
-    let original = ctx.entries.transaction(used.id)?.canonical_request();
+    let Some(original) = ctx.entries.transaction(used.id)? else {
+        return Err(StateError::Inconsistent {
+            seq: used.id,
+            detail: format!("reference {reference:?} names it, and it is not a transaction"),
+        }
+        .into());
+    };
+    let original = original.canonical_request();
     Err(LedgerError::IdempotencyConflict {
         ledger: canonical.ledger.clone(),
         reference: reference.clone(),
@@ -483,15 +504,15 @@ fn validate_revert(ctx: &Context<'_>, request: &RevertRequest) -> Result<Decisio
     if let Some(replay) = check_reference_use(ctx, &canonical)? {
         return Ok(replay);
     }
-    let row = transaction_row(ctx, &request.ledger, request.id)?;
-    if let Some(reverted_by) = row.reverted_by {
+    let current = current_transaction(ctx, &request.ledger, request.id)?;
+    if let Some(reverted_by) = current.reverted_by {
         return Err(LedgerError::AlreadyReverted {
             id: request.id,
             reverted_by,
         }
         .into());
     }
-    let original = ctx.entries.transaction(request.id)?;
+    let original = current.entry;
     let postings: Vec<PostingEntry> = original
         .postings
         .iter()

@@ -9,16 +9,43 @@ use std::collections::BTreeMap;
 use super::error::StateError;
 use super::hot::StagedTables;
 use super::tables::{
-    META_STORE_ID, META_WATERMARK, ReferenceRow, StateView, TransactionRow, VolumesRow, Watermark,
-    WriteTables, encode_row,
+    META_STORE_ID, META_WATERMARK, ReferenceRow, StateView, TransactionChanges, VolumesRow,
+    Watermark, WriteTables, encode_row,
 };
-use crate::ledger::entry::{Dec, EntryBody, OverdraftCode, TransactionEntry};
+use crate::ledger::entry::{self, Dec, EntryBody, OverdraftCode, TransactionEntry};
 use crate::ledger::model::check_consumer_name;
+use crate::log::LogReader;
+
+/// Transaction entries by id, for the entries that change a transaction after it was posted
+/// (a revert, its metadata): the state keeps no copy of them (schema 2).
+pub trait TransactionLookup {
+    /// The transaction entry `id`; `None` when entry `id` is not a transaction or not written.
+    fn transaction(&self, id: u64) -> Result<Option<TransactionEntry>, StateError>;
+}
+
+/// The log itself: every entry it holds up to its head.
+impl TransactionLookup for LogReader {
+    fn transaction(&self, id: u64) -> Result<Option<TransactionEntry>, StateError> {
+        if id == 0 || id > self.head().seq {
+            return Ok(None);
+        }
+        let entry = self.read(id)?;
+        match entry::decode(&entry.body) {
+            Ok(EntryBody::Transaction(tx)) => Ok(Some(tx)),
+            Ok(_) => Ok(None),
+            Err(error) => Err(StateError::BadEntry {
+                seq: id,
+                detail: error.to_string(),
+            }),
+        }
+    }
+}
 
 /// Applies the entry `seq` to the tables (volumes and posting sequences to the hot rows in
-/// front of them).
+/// front of them), reading the transactions it names through `lookup`.
 pub fn apply(
     state: &mut StagedTables<'_, '_>,
+    lookup: &dyn TransactionLookup,
     seq: u64,
     body: &EntryBody,
 ) -> Result<(), StateError> {
@@ -33,7 +60,7 @@ pub fn apply(
             }
             tables.meta.insert(META_STORE_ID, &created.store_id[..])?;
         }
-        EntryBody::Transaction(tx) => apply_transaction(state, seq, tx)?,
+        EntryBody::Transaction(tx) => apply_transaction(state, lookup, seq, tx)?,
         EntryBody::AccountMetadataSet(set) => {
             state.touch_account(&set.ledger, &set.account)?;
             let tables = &mut *state.tables;
@@ -57,19 +84,24 @@ pub fn apply(
             tables.account_metadata.insert(key, &row[..])?;
         }
         EntryBody::TransactionMetadataSet(set) => {
-            let mut row = transaction_of(tables, seq, &set.ledger, set.id)?;
-            row.metadata.extend(set.metadata.clone());
-            put_transaction(tables, set.id, &row)?;
+            let (entry, mut changes) = transaction_of(tables, lookup, seq, &set.ledger, set.id)?;
+            let mut metadata = changes.metadata.unwrap_or(entry.metadata);
+            metadata.extend(set.metadata.clone());
+            changes.metadata = Some(metadata);
+            put_transaction(tables, set.id, &changes)?;
         }
         EntryBody::TransactionMetadataDeleted(deleted) => {
-            let mut row = transaction_of(tables, seq, &deleted.ledger, deleted.id)?;
-            if row.metadata.remove(&deleted.key).is_none() {
+            let (entry, mut changes) =
+                transaction_of(tables, lookup, seq, &deleted.ledger, deleted.id)?;
+            let mut metadata = changes.metadata.unwrap_or(entry.metadata);
+            if metadata.remove(&deleted.key).is_none() {
                 return Err(inconsistent(
                     seq,
                     "deletes a transaction metadata key that is not set",
                 ));
             }
-            put_transaction(tables, deleted.id, &row)?;
+            changes.metadata = Some(metadata);
+            put_transaction(tables, deleted.id, &changes)?;
         }
         EntryBody::OverdraftSet(set) => {
             state.touch_account(&set.ledger, &set.account)?;
@@ -122,14 +154,18 @@ fn inconsistent(seq: u64, detail: impl Into<String>) -> StateError {
     }
 }
 
+/// The transaction `id` of `ledger` that entry `seq` names, as posted and what changed since.
 fn transaction_of(
     tables: &WriteTables<'_>,
+    lookup: &dyn TransactionLookup,
     seq: u64,
     ledger: &str,
     id: u64,
-) -> Result<TransactionRow, StateError> {
-    match tables.transaction(id)? {
-        Some(row) if row.ledger == ledger => Ok(row),
+) -> Result<(TransactionEntry, TransactionChanges), StateError> {
+    match lookup.transaction(id)? {
+        Some(entry) if id < seq && entry.ledger == ledger => {
+            Ok((entry, tables.transaction_changes(id)?.unwrap_or_default()))
+        }
         _ => Err(inconsistent(
             seq,
             format!("names transaction {id}, not in ledger {ledger}"),
@@ -140,7 +176,7 @@ fn transaction_of(
 fn put_transaction(
     tables: &mut WriteTables<'_>,
     id: u64,
-    row: &TransactionRow,
+    row: &TransactionChanges,
 ) -> Result<(), StateError> {
     let bytes = encode_row("transactions", row)?;
     tables.transactions.insert(id, &bytes[..])?;
@@ -150,6 +186,7 @@ fn put_transaction(
 /// Per (account, asset), what the postings add to input and output.
 fn apply_transaction(
     state: &mut StagedTables<'_, '_>,
+    lookup: &dyn TransactionLookup,
     seq: u64,
     tx: &TransactionEntry,
 ) -> Result<(), StateError> {
@@ -170,27 +207,19 @@ fn apply_transaction(
         }
     }
     if let Some(original) = tx.reverts {
-        let mut row = transaction_of(tables, seq, &tx.ledger, original)?;
-        if row.reverted_by.is_some() {
+        let (_, mut changes) = transaction_of(tables, lookup, seq, &tx.ledger, original)?;
+        if changes.reverted_by.is_some() {
             return Err(inconsistent(
                 seq,
                 format!("reverts transaction {original} a second time"),
             ));
         }
-        row.reverted_by = Some(seq);
-        put_transaction(tables, original, &row)?;
+        changes.reverted_by = Some(seq);
+        put_transaction(tables, original, &changes)?;
     }
-    let row = TransactionRow {
-        ledger: tx.ledger.clone(),
-        reverted_by: None,
-        reverts: tx.reverts,
-        metadata: tx.metadata.clone(),
-    };
-    put_transaction(tables, seq, &row)?;
+    state.hot.transactions_applied += 1;
     for account in tx.posting_seqs.iter().map(|entry| entry.account.as_str()) {
-        tables
-            .history
-            .insert((tx.ledger.as_str(), account, seq), ())?;
+        state.hot.history.push(&tx.ledger, account, seq);
     }
     Ok(())
 }

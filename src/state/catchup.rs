@@ -5,7 +5,7 @@
 //! pages that one transaction holds stay small whatever the size of a transaction: a store
 //! that ran on a machine reopens on it.
 
-use super::apply::{apply, set_watermark};
+use super::apply::{TransactionLookup, apply, set_watermark};
 use super::hot::{HotRows, StagedTables};
 use super::tables::{Watermark, WriteTables};
 use super::{State, StateError};
@@ -24,6 +24,8 @@ pub const BODY_BYTES_PER_TRANSACTION_MAX: usize = 4 << 20;
 /// A [`Replay`] sink that applies entries to a state.
 pub struct Applier<'a> {
     state: &'a State,
+    /// Where a revert finds the transaction it reverts: the log the entries come from.
+    log: &'a dyn TransactionLookup,
     buffered: Vec<(u64, [u8; 32], EntryBody)>,
     /// Body bytes of the buffered entries.
     buffered_body_bytes: usize,
@@ -34,9 +36,10 @@ pub struct Applier<'a> {
 }
 
 impl<'a> Applier<'a> {
-    pub fn new(state: &'a State) -> Applier<'a> {
+    pub fn new(state: &'a State, log: &'a dyn TransactionLookup) -> Applier<'a> {
         Applier {
             state,
+            log,
             buffered: Vec::new(),
             buffered_body_bytes: 0,
             hot: HotRows::new(),
@@ -56,7 +59,7 @@ impl<'a> Applier<'a> {
                 hot: &mut self.hot,
             };
             for (seq, _, body) in &self.buffered {
-                apply(&mut staged, *seq, body)?;
+                apply(&mut staged, self.log, *seq, body)?;
             }
             self.hot.flush(&mut tables)?;
             set_watermark(&mut tables, Watermark { seq, block_hash })
@@ -99,7 +102,7 @@ impl Replay for Applier<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::entry::{ConsumerAcked, StoreCreated};
+    use crate::ledger::entry::{ConsumerAcked, StoreCreated, TransactionEntry};
     use crate::state::StateView;
 
     fn entry(seq: u64, body_bytes: usize) -> Entry {
@@ -126,10 +129,19 @@ mod tests {
         })
     }
 
+    /// A log of acks only: no entry is a transaction.
+    struct NoTransactions;
+
+    impl TransactionLookup for NoTransactions {
+        fn transaction(&self, _: u64) -> Result<Option<TransactionEntry>, StateError> {
+            Ok(None)
+        }
+    }
+
     #[test]
     fn a_catch_up_commits_before_its_entries_pass_the_byte_bound() {
         let state = State::in_memory().unwrap();
-        let mut applier = Applier::new(&state);
+        let mut applier = Applier::new(&state, &NoTransactions);
         let body_bytes = BODY_BYTES_PER_TRANSACTION_MAX / 4 + 1;
         for seq in 1..=9 {
             applier.entry(&entry(seq, body_bytes), &body(seq)).unwrap();

@@ -25,6 +25,9 @@ pub enum StateError {
     /// its creation); an existing file was left as it was.
     #[error("no space left for the state file (state.redb): {source}")]
     NoSpace { source: std::io::Error },
+    /// Reading a transaction's entry from the log failed (schema 2 keeps no copy of it).
+    #[error(transparent)]
+    Log(#[from] crate::log::LogError),
 }
 
 macro_rules! from_redb {

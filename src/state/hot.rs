@@ -16,8 +16,9 @@ use std::collections::{HashMap, HashSet};
 use redb::ReadableTable;
 
 use super::error::StateError;
+use super::history::PendingRuns;
 use super::tables::{
-    ReferenceRow, StateView, TransactionRow, VolumesRow, Watermark, WriteTables, encode_row,
+    ReferenceRow, StateView, TransactionChanges, VolumesRow, Watermark, WriteTables, encode_row,
 };
 use crate::ledger::model::{Metadata, Overdraft, Volumes};
 
@@ -45,6 +46,10 @@ pub struct HotRows {
     dirty_posting_seqs: Vec<Vec<u8>>,
     /// [`HOT_ROWS_MAX`], but for tests.
     rows_max: usize,
+    /// The seqs appended to accounts' histories in this transaction, written as runs.
+    pub history: PendingRuns,
+    /// Transaction entries applied in this transaction, added to the count in `meta`.
+    pub transactions_applied: u64,
 }
 
 /// A map key for a tuple of names: each part but the last is prefixed by its length, so two
@@ -156,6 +161,8 @@ impl HotRows {
             dirty_volumes: Vec::new(),
             dirty_posting_seqs: Vec::new(),
             rows_max,
+            history: PendingRuns::default(),
+            transactions_applied: 0,
         }
     }
 
@@ -166,6 +173,8 @@ impl HotRows {
         self.ledgers.clear();
         self.dirty_volumes.clear();
         self.dirty_posting_seqs.clear();
+        self.history.clear();
+        self.transactions_applied = 0;
     }
 
     /// Rows changed and not yet written.
@@ -195,7 +204,8 @@ impl HotRows {
         self.volumes.len() + self.posting_seqs.len() + self.ledgers.len()
     }
 
-    /// Writes every dirty row to the tables and marks them clean; past [`HOT_ROWS_MAX`] rows,
+    /// Writes every dirty row, and the transaction's history runs, to the tables and marks them
+    /// clean; past [`HOT_ROWS_MAX`] rows,
     /// forgets them all instead. (Sorting the rows first saved no instructions in redb's
     /// inserts and cost 1% of a verify: callgrind, `examples/profile verify`.)
     pub fn flush(&mut self, tables: &mut WriteTables<'_>) -> Result<(), StateError> {
@@ -211,6 +221,8 @@ impl HotRows {
             &mut self.dirty_posting_seqs,
             write_posting_seq,
         )?;
+        self.history.flush(&mut tables.history)?;
+        tables.count_transactions(std::mem::take(&mut self.transactions_applied))?;
         if self.len() > self.rows_max {
             self.clear();
         }
@@ -313,8 +325,8 @@ impl StateView for StagedTables<'_, '_> {
     fn reference(&self, ledger: &str, reference: &str) -> Result<Option<ReferenceRow>, StateError> {
         self.tables.reference(ledger, reference)
     }
-    fn transaction(&self, id: u64) -> Result<Option<TransactionRow>, StateError> {
-        self.tables.transaction(id)
+    fn transaction_changes(&self, id: u64) -> Result<Option<TransactionChanges>, StateError> {
+        self.tables.transaction_changes(id)
     }
     fn account_metadata(&self, ledger: &str, account: &str) -> Result<Metadata, StateError> {
         self.tables.account_metadata(ledger, account)

@@ -9,6 +9,7 @@ pub mod apply;
 pub mod backend;
 pub mod catchup;
 pub mod error;
+pub mod history;
 pub mod hot;
 pub mod tables;
 
@@ -20,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use redb::{Database, Durability, ReadTransaction, ReadableDatabase, WriteTransaction};
 
 pub use error::StateError;
-pub use tables::{ReadTables, StateView, Watermark, WriteTables};
+pub use tables::{ReadTables, SCHEMA_VERSION, StateView, Watermark, WriteTables};
 
 use crate::log::vfs::{OpenMode, Vfs, VfsFile, is_no_space, is_not_writable};
 use backend::{MemoryOverlay, VfsBackend};
@@ -89,7 +90,13 @@ impl State {
         match open_database(file) {
             Ok(db) => {
                 let state = State::of(db);
-                state.ensure_tables()?;
+                if let Some(reason) = state.schema_mismatch()? {
+                    drop(state);
+                    vfs.remove(&path).map_err(io)?;
+                    vfs.sync_dir(store_dir).map_err(io)?;
+                    let state = State::create_file(vfs, store_dir)?;
+                    return Ok((state, StateOpened::Rebuilt { reason }));
+                }
                 Ok((state, StateOpened::Existing))
             }
             Err(OpenFailure::NoSpace(source)) => Err(StateError::NoSpace { source }),
@@ -150,7 +157,10 @@ impl State {
         match open_database(Arc::new(overlay)) {
             Ok(db) => {
                 let state = State::of(db);
-                state.ensure_tables()?;
+                if let Some(reason) = state.schema_mismatch()? {
+                    let reason = format!("{reason} (in memory: the store is read-only)");
+                    return Ok((State::in_memory()?, StateOpened::Rebuilt { reason }));
+                }
                 Ok((state, StateOpened::Existing))
             }
             Err(OpenFailure::NoSpace(source)) | Err(OpenFailure::Io(source)) => Err(io(source)),
@@ -164,17 +174,33 @@ impl State {
         }
     }
 
-    /// Creates any table that is missing: a crash right after the file was made can leave a
-    /// database whose first commit (the one creating the tables) never became durable.
-    fn ensure_tables(&self) -> Result<(), StateError> {
+    /// Why the state cannot be used as it is, if it cannot: its schema is not
+    /// [`SCHEMA_VERSION`] (an older build made it), or it has none (an older build, or a crash
+    /// right after the file was made, before the first commit created the tables and stamped
+    /// the schema). Such a state is rebuilt from the log: it is a cache of it.
+    fn schema_mismatch(&self) -> Result<Option<String>, StateError> {
         let read = self.begin_read()?;
-        if ReadTables::open(&read).is_ok() {
-            return Ok(());
-        }
-        drop(read);
-        let txn = self.begin_write(true)?;
-        WriteTables::open(&txn)?;
-        self.commit(txn)
+        let found = match read.open_table(tables::META) {
+            Ok(meta) => meta
+                .get(tables::META_SCHEMA)?
+                .map(|row| row.value().to_vec()),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(error) => return Err(error.into()),
+        };
+        let found = found.map(|bytes| match <[u8; 4]>::try_from(bytes.as_slice()) {
+            Ok(version) => u32::from_le_bytes(version).to_string(),
+            Err(_) => format!("{bytes:02x?}"),
+        });
+        Ok(match found {
+            Some(version) if version == SCHEMA_VERSION.to_string() => None,
+            Some(version) => Some(format!(
+                "state.redb has schema {version}; this build keeps schema {SCHEMA_VERSION}"
+            )),
+            None => Some(format!(
+                "state.redb has no schema (made before schema 2, or never committed); this \
+                 build keeps schema {SCHEMA_VERSION}"
+            )),
+        })
     }
 
     /// Creates an empty state file with every table.
@@ -208,7 +234,7 @@ impl State {
         })?;
         let state = State::of(db);
         let txn = state.begin_write(true)?;
-        WriteTables::open(&txn)?;
+        WriteTables::open(&txn)?.stamp_schema()?;
         state.commit(txn)?;
         Ok(state)
     }
@@ -218,7 +244,7 @@ impl State {
         let db = redb::Builder::new().create_with_backend(redb::backends::InMemoryBackend::new())?;
         let state = State::of(db);
         let txn = state.begin_write(false)?;
-        WriteTables::open(&txn)?;
+        WriteTables::open(&txn)?.stamp_schema()?;
         state.commit(txn)?;
         Ok(state)
     }

@@ -6,6 +6,7 @@ use bincode::{Decode, Encode};
 use redb::{ReadTransaction, ReadableTable, Table, TableDefinition, WriteTransaction};
 
 use super::error::StateError;
+use super::history::RunKey;
 use crate::ledger::entry::{self, Dec, OverdraftCode};
 use crate::ledger::model::{Metadata, Overdraft, Volumes};
 use crate::log::Hash;
@@ -25,16 +26,29 @@ pub const ACCOUNT_METADATA: TableDefinition<(&str, &str), &[u8]> =
 pub const POLICIES: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("policies");
 /// (ledger, reference) -> [`ReferenceRow`].
 pub const REFERENCES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("references");
-/// Transaction id (its seq) -> [`TransactionRow`].
+/// Transaction id (its seq) -> [`TransactionChanges`]: only for a transaction reverted, or
+/// whose metadata changed, after it was posted. What it was posted as is its log entry.
 pub const TRANSACTIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("transactions");
-/// (ledger, account, transaction id): the account's history.
-pub const HISTORY: TableDefinition<(&str, &str, u64), ()> = TableDefinition::new("history");
+/// (ledger, account, first seq) -> the rest of a run of the account's history
+/// ([`super::history`]).
+pub const HISTORY: TableDefinition<RunKey, &[u8]> = TableDefinition::new("history_runs");
 /// Outbox consumer name -> its cursor, the last seq it acknowledged (`ConsumerAcked` entries).
 /// A consumer that never acknowledged anything has no row (cursor 0).
 pub const CONSUMERS: TableDefinition<&str, u64> = TableDefinition::new("consumers");
 
 pub const META_WATERMARK: &str = "watermark";
 pub const META_STORE_ID: &str = "store_id";
+/// The state's schema version ([`SCHEMA_VERSION`], as 4 bytes little-endian).
+pub const META_SCHEMA: &str = "schema";
+/// How many transaction entries the state holds (u64 little-endian; absent: none).
+pub const META_TRANSACTIONS: &str = "transactions";
+
+/// The layout of the tables this build writes and reads. A state without it (made before
+/// schema 2) or with another is rebuilt from the log on open: the state is a cache.
+///
+/// 2: histories as runs ([`super::history`]); transaction rows only for what changed after
+/// the entry ([`TransactionChanges`]), bodies in the log only; a count of transactions.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Volumes of one account in one asset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, Default)]
@@ -56,14 +70,12 @@ pub struct ReferenceRow {
     pub request_hash: Hash,
 }
 
-/// What the state knows of a transaction beyond its log entry.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
-pub struct TransactionRow {
-    pub ledger: String,
+/// What changed in a transaction after its entry was written (its entry holds the rest).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Default)]
+pub struct TransactionChanges {
     pub reverted_by: Option<u64>,
-    pub reverts: Option<u64>,
-    /// Current metadata: at post time plus later changes.
-    pub metadata: Metadata,
+    /// Current metadata, when it changed since the entry (which holds it as posted).
+    pub metadata: Option<Metadata>,
 }
 
 /// The last entry applied to the state.
@@ -96,7 +108,9 @@ pub trait StateView {
     fn overdraft(&self, ledger: &str, account: &str, asset: &str) -> Result<Overdraft, StateError>;
     fn posting_seq(&self, ledger: &str, account: &str) -> Result<u64, StateError>;
     fn reference(&self, ledger: &str, reference: &str) -> Result<Option<ReferenceRow>, StateError>;
-    fn transaction(&self, id: u64) -> Result<Option<TransactionRow>, StateError>;
+    /// What changed in transaction `id` since its entry; `None` if nothing did (or there is
+    /// no such transaction: the log says which).
+    fn transaction_changes(&self, id: u64) -> Result<Option<TransactionChanges>, StateError>;
     fn account_metadata(&self, ledger: &str, account: &str) -> Result<Metadata, StateError>;
     fn watermark(&self) -> Result<Watermark, StateError>;
     /// A consumer's cursor; 0 for a consumer that never acknowledged anything.
@@ -144,7 +158,7 @@ where
         .transpose()
 }
 
-fn get_transaction<T>(table: &T, id: u64) -> Result<Option<TransactionRow>, StateError>
+fn get_transaction<T>(table: &T, id: u64) -> Result<Option<TransactionChanges>, StateError>
 where
     T: ReadableTable<u64, &'static [u8]>,
 {
@@ -152,6 +166,23 @@ where
         .get(id)?
         .map(|row| decode_row("transactions", row.value()))
         .transpose()
+}
+
+/// The count of transactions recorded in `meta`.
+pub fn get_transactions_count<T>(table: &T) -> Result<u64, StateError>
+where
+    T: ReadableTable<&'static str, &'static [u8]>,
+{
+    let Some(row) = table.get(META_TRANSACTIONS)? else {
+        return Ok(0);
+    };
+    match <[u8; 8]>::try_from(row.value()) {
+        Ok(bytes) => Ok(u64::from_le_bytes(bytes)),
+        Err(_) => Err(StateError::BadRow {
+            table: "meta",
+            detail: "the transaction count is not 8 bytes".to_string(),
+        }),
+    }
 }
 
 fn get_watermark<T>(table: &T) -> Result<Watermark, StateError>
@@ -180,7 +211,10 @@ macro_rules! impl_state_view {
             fn reference(&self, l: &str, r: &str) -> Result<Option<ReferenceRow>, StateError> {
                 get_row2(&self.references, "references", (l, r))
             }
-            fn transaction(&self, id: u64) -> Result<Option<TransactionRow>, StateError> {
+            fn transaction_changes(
+                &self,
+                id: u64,
+            ) -> Result<Option<TransactionChanges>, StateError> {
                 get_transaction(&self.transactions, id)
             }
             fn account_metadata(&self, l: &str, a: &str) -> Result<Metadata, StateError> {
@@ -212,7 +246,7 @@ pub struct WriteTables<'txn> {
     pub policies: Table<'txn, Key3<'static>, &'static [u8]>,
     pub references: Table<'txn, Key2<'static>, &'static [u8]>,
     pub transactions: Table<'txn, u64, &'static [u8]>,
-    pub history: Table<'txn, (&'static str, &'static str, u64), ()>,
+    pub history: Table<'txn, RunKey<'static>, &'static [u8]>,
     pub consumers: Table<'txn, &'static str, u64>,
 }
 
@@ -234,6 +268,27 @@ impl<'txn> WriteTables<'txn> {
     }
 }
 
+impl WriteTables<'_> {
+    /// Adds `count` to the transactions counted in `meta`.
+    pub fn count_transactions(&mut self, count: u64) -> Result<(), StateError> {
+        if count == 0 {
+            return Ok(());
+        }
+        let total = get_transactions_count(&self.meta)? + count;
+        self.meta
+            .insert(META_TRANSACTIONS, &total.to_le_bytes()[..])?;
+        Ok(())
+    }
+
+    /// Records that these tables are laid out as [`SCHEMA_VERSION`]: done in the transaction
+    /// that creates them.
+    pub fn stamp_schema(&mut self) -> Result<(), StateError> {
+        self.meta
+            .insert(META_SCHEMA, &SCHEMA_VERSION.to_le_bytes()[..])?;
+        Ok(())
+    }
+}
+
 impl_state_view!(WriteTables<'_>);
 
 /// The tables opened in a read transaction.
@@ -246,7 +301,7 @@ pub struct ReadTables {
     pub policies: redb::ReadOnlyTable<Key3<'static>, &'static [u8]>,
     pub references: redb::ReadOnlyTable<Key2<'static>, &'static [u8]>,
     pub transactions: redb::ReadOnlyTable<u64, &'static [u8]>,
-    pub history: redb::ReadOnlyTable<(&'static str, &'static str, u64), ()>,
+    pub history: redb::ReadOnlyTable<RunKey<'static>, &'static [u8]>,
     pub consumers: redb::ReadOnlyTable<&'static str, u64>,
 }
 

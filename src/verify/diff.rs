@@ -8,7 +8,7 @@ use crate::Error;
 use crate::log::LogReader;
 use crate::replay;
 use crate::state::catchup::Applier;
-use crate::state::{ReadTables, State, StateError};
+use crate::state::{ReadTables, State, StateError, history};
 
 /// The first difference between an expected (replayed) state and an actual one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +27,7 @@ pub fn replay_state(
     progress: &mut dyn FnMut(u64),
 ) -> Result<State, Error> {
     let state = State::in_memory()?;
-    let mut applier = Applier::new(&state);
+    let mut applier = Applier::new(&state, log);
     replay::drive(log, 1, seq_to, &mut applier, progress)?;
     Ok(state)
 }
@@ -50,10 +50,37 @@ pub fn diff_states(
         diff_table("policies", &expected.policies, &actual.policies)?,
         diff_table("references", &expected.references, &actual.references)?,
         diff_table("transactions", &expected.transactions, &actual.transactions)?,
-        diff_table("history", &expected.history, &actual.history)?,
+        diff_history(expected, actual)?,
         diff_table("consumers", &expected.consumers, &actual.consumers)?,
     ];
     Ok(differences.into_iter().flatten().next())
+}
+
+/// Compares the histories seq by seq: how they are cut into runs depends on how the entries
+/// were grouped into write transactions, which a replay does differently from the ledger.
+fn diff_history(
+    expected: &ReadTables,
+    actual: &ReadTables,
+) -> Result<Option<StateDifference>, Error> {
+    let mut expected_seqs = history::all_seqs(&expected.history)?;
+    let mut actual_seqs = history::all_seqs(&actual.history)?;
+    loop {
+        let (key, detail) = match (
+            expected_seqs.next().transpose()?,
+            actual_seqs.next().transpose()?,
+        ) {
+            (None, None) => return Ok(None),
+            (Some(want), Some(have)) if want == have => continue,
+            (Some(want), Some(have)) if want < have => (want, "row missing from state"),
+            (Some(_), Some(have)) | (None, Some(have)) => (have, "row in state but not in replay"),
+            (Some(want), None) => (want, "row missing from state"),
+        };
+        return Ok(Some(StateDifference {
+            table: "history",
+            key: format!("{key:?}"),
+            detail: detail.to_string(),
+        }));
+    }
 }
 
 fn diff_table<K: Key + 'static, V: Value + 'static>(

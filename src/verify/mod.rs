@@ -302,7 +302,7 @@ fn check_everything(
     }
     let replayed = State::in_memory()?;
     let mut sink = VerifySink {
-        applier: Applier::new(&replayed),
+        applier: Applier::new(&replayed, log),
         watermark: watermark_seq,
     };
     let driven = replay::drive(log, 1, head.seq, &mut sink, &mut |seq| {
