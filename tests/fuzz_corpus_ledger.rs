@@ -11,7 +11,7 @@
 #![allow(clippy::unwrap_used, reason = "a test fails on any error")]
 
 mod support {
-    pub mod ledger_ops_check;
+    pub mod oracle;
     pub mod post_request_check;
 }
 
@@ -23,7 +23,7 @@ use folio::log::sim::SimFs;
 use folio::log::vfs::Vfs;
 use folio::{Ledger, LedgerOptions, PostRequest, Posting};
 use rust_decimal::Decimal;
-use support::ledger_ops_check::{self as ops_check, AmountSpec, Op, PostingSpec};
+use support::oracle::{self, AmountSpec, JPY, Op, PostingSpec, USD};
 use support::post_request_check::{self as request_check, Outcome};
 
 const POST_REQUEST_DIR: &str =
@@ -521,8 +521,6 @@ fn encode_ops(ops: &[Op]) -> Vec<u8> {
 
 const MAIN: u8 = 0;
 const SHOP: u8 = 1;
-const USD: u8 = 0;
-const JPY: u8 = 1;
 const WORLD: u8 = 0;
 const TILL_1: u8 = 1;
 const TILL_2: u8 = 2;
@@ -531,13 +529,7 @@ const FEES: u8 = 4;
 
 /// `units / 10^scale` of `asset` from account index `source` to `destination`.
 fn pay(source: u8, destination: u8, units: u16, scale: u8, asset: u8) -> PostingSpec {
-    PostingSpec {
-        // Below 96 always picks world; 100 + i picks ACCOUNTS[i].
-        source: 100 + source,
-        destination,
-        amount: AmountSpec { units, scale },
-        asset,
-    }
+    PostingSpec::between(source, destination, AmountSpec { units, scale }, asset)
 }
 
 /// `HUGE[pick]` of `asset`.
@@ -545,7 +537,7 @@ fn pay_huge(source: u8, destination: u8, pick: u16, asset: u8) -> PostingSpec {
     PostingSpec {
         amount: AmountSpec {
             units: pick,
-            scale: ops_check::HUGE_SCALE_MIN,
+            scale: oracle::HUGE_SCALE_MIN,
         },
         ..pay(source, destination, 0, 0, asset)
     }
@@ -674,7 +666,7 @@ fn ledger_ops_seeds() -> Vec<(&'static str, Vec<Op>)> {
                 policy(MAIN, TILL_2, JPY, 1, 1500, 2),
                 policy(MAIN, BANK, USD, 1, 1, 3),
                 policy(MAIN, WORLD, USD, 2, 0, 0),
-                policy(SHOP, FEES, JPY, 1, 1, ops_check::HUGE_SCALE_MIN),
+                policy(SHOP, FEES, JPY, 1, 1, oracle::HUGE_SCALE_MIN),
                 post(SHOP, vec![pay(FEES, BANK, 3, 0, JPY)], None),
                 post(
                     SHOP,
@@ -985,14 +977,14 @@ fn interleave(ops: &[Op], between: Op) -> Vec<Op> {
         .iter()
         .flat_map(|op| [op.clone(), between.clone()])
         .collect();
-    out.truncate(ops_check::OPS_MAX - funded().len());
+    out.truncate(oracle::OPS_MAX - funded().len());
     out
 }
 
 /// A post cut by a crash at each of its first mutating calls in turn, each settled by a retry.
 fn crash_during_post_each_step(power_loss: bool) -> Vec<Op> {
     let mut ops = funded();
-    for steps in 0..(ops_check::OPS_MAX - ops.len()) as u8 {
+    for steps in 0..(oracle::OPS_MAX - ops.len()) as u8 {
         ops.push(Op::CrashDuringPost {
             ledger: steps % 2,
             postings: vec![pay(TILL_1, BANK, 1 + u16::from(steps), 2, USD)],
@@ -1013,7 +1005,7 @@ fn every_ledger_ops_seed_passes_the_check() {
         seeds.keys()
     );
     for (name, bytes) in &seeds {
-        let outcome = std::panic::catch_unwind(|| ops_check::check_ledger_ops(bytes));
+        let outcome = std::panic::catch_unwind(|| oracle::check_ledger_ops(bytes));
         assert!(outcome.is_ok(), "seed {name} failed the check");
     }
 }
@@ -1023,12 +1015,12 @@ fn ledger_ops_seeds_decode_to_their_operations() {
     let files = files_in(LEDGER_OPS_DIR);
     for (name, ops) in ledger_ops_seeds() {
         assert!(
-            ops.len() <= ops_check::OPS_MAX,
+            ops.len() <= oracle::OPS_MAX,
             "seed {name} has too many operations"
         );
         let bytes = encode_ops(&ops);
         assert_eq!(
-            ops_check::decode(&bytes),
+            oracle::decode(&bytes),
             ops,
             "seed {name} does not round-trip"
         );
