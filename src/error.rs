@@ -1,7 +1,7 @@
 //! `folio::Error`: the one error type of the public API, wrapping each layer's error, with the
 //! stable machine-readable codes that the CLI prints (`docs/cli.md`, "Errors").
 
-use crate::ledger::LedgerError;
+use crate::domain::LedgerError;
 use crate::log::LogError;
 use crate::state::StateError;
 

@@ -20,6 +20,7 @@
 //! ```
 
 pub mod cli;
+pub mod domain;
 mod error;
 pub mod export;
 pub mod ledger;
@@ -28,12 +29,14 @@ pub mod outbox;
 pub mod replay;
 pub mod report;
 pub mod state;
+pub mod store;
 pub mod verify;
 
+pub use domain::LedgerError;
+pub use domain::model::{Metadata, Overdraft, Timestamp, Volumes};
 pub use error::Error;
-pub use ledger::model::{Metadata, Overdraft, Timestamp, Volumes};
 pub use ledger::request::{Committed, OverdraftFlag, PostRequest, Posting, Receipt, RevertRequest};
-pub use ledger::{AccountView, Ledger, LedgerError, LedgerOptions, LedgerStats, OpenReport};
+pub use ledger::{AccountView, Ledger, LedgerOptions, LedgerStats, OpenReport};
 pub use log::{Head, LogError};
 pub use outbox::{BatchLimits, ConsumerView, OutboxBatch, OutboxError};
 pub use state::StateError;

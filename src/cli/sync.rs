@@ -185,7 +185,7 @@ pub(super) fn sync(store: &Path, args: SyncArgs, json: bool) -> Result<u8, CliEr
         }
     };
     options.check()?;
-    crate::ledger::model::check_consumer_name(&options.consumer).map_err(crate::Error::from)?;
+    crate::domain::model::check_consumer_name(&options.consumer).map_err(crate::Error::from)?;
     let mut deliver =
         |ledger: &Ledger, options: &SyncOptions, progress: &mut dyn FnMut(&SyncProgress)| {
             match publisher.as_mut() {

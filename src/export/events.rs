@@ -12,8 +12,8 @@ use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
 use super::ExportError;
-use crate::ledger::entry::{EntryBody, PostingEntry, TransactionEntry, VolumeChange};
-use crate::ledger::model::{Metadata, parse_asset};
+use crate::domain::entry::{EntryBody, PostingEntry, TransactionEntry, VolumeChange};
+use crate::domain::model::{Metadata, parse_asset};
 use crate::ledger::request::hex;
 use crate::log::{Entry, Hash};
 use crate::state::StateError;

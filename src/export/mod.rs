@@ -12,8 +12,8 @@ use std::sync::Arc;
 pub use events::{Event, Payload, event_of};
 
 use crate::Error;
-use crate::ledger::LedgerError;
-use crate::ledger::entry::{EntryBody, TransactionEntry};
+use crate::domain::LedgerError;
+use crate::domain::entry::{EntryBody, TransactionEntry};
 use crate::log::vfs::Vfs;
 use crate::log::{Entry, Log, LogError, LogOptions, LogReader};
 use crate::replay::{self, Replay};
@@ -287,7 +287,7 @@ pub fn export_store<W: Write>(
     out: W,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ExportSummary, ExportError> {
-    let _lock = crate::ledger::lock_store(&*vfs, dir)?;
+    let _lock = crate::store::lock_store(&*vfs, dir)?;
     let options = LogOptions {
         read_only: true,
         ..LogOptions::default()

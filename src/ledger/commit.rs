@@ -14,13 +14,13 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use super::entry::{self, EntryBody, TransactionEntry};
-use super::error::LedgerError;
 use super::read::receipt_of;
 use super::request::{Committed, Receipt};
 use super::validate::{self, Context, Decision, Op};
 use super::{Inner, Ledger};
 use crate::Error;
+use crate::domain::LedgerError;
+use crate::domain::entry::{self, EntryBody, TransactionEntry};
 use crate::log::format::{
     BATCH_BYTES_MAX, BODY_BYTES_MAX, FRAME_PREFIX_BYTES, PAYLOAD_FIXED_BYTES,
 };
@@ -507,7 +507,7 @@ impl Inner {
     fn catch_up_state(&self) {
         let caught_up = (|| -> Result<(), Error> {
             let watermark = crate::state::StateView::watermark(&self.state.read_tables()?)?;
-            let mut applier = crate::state::catchup::Applier::new(&self.state, &*self.log);
+            let mut applier = crate::replay::Applier::new(&self.state, &*self.log);
             replay::drive(
                 &self.log,
                 watermark.seq + 1,

@@ -4,10 +4,11 @@
 //!
 //! `ledger/` never opens a file itself: it goes through the log and the state.
 
-pub mod entry;
-pub mod error;
-pub mod model;
 pub mod request;
+
+/// The domain's modules, where they were before the domain was a layer of its own: an
+/// application's paths (`folio::ledger::model::Timestamp`) keep working.
+pub use crate::domain::{entry, error, model};
 
 mod commit;
 mod read;
@@ -18,23 +19,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use error::LedgerError;
+pub use crate::domain::LedgerError;
 pub use read::{AccountView, LedgerStats};
 
 use crate::Error;
 use crate::log::vfs::{LockGuard, RealFs, Vfs};
 use crate::log::{Log, LogOptions, LogReader, RecoveryReport};
 use crate::replay;
-use crate::state::catchup::Applier;
+use crate::replay::Applier;
 use crate::state::{State, StateOpened, StateView};
+use crate::store::{lock_store, take_lock};
 use commit::Committer;
 use entry::{EntryBody, StoreCreated};
 use model::{Metadata, Overdraft, Timestamp};
 use request::{Committed, PostRequest, Receipt, RevertRequest};
 use validate::Op;
 
-/// Name of the lock file inside a store.
-pub const LOCK_FILE_NAME: &str = "LOCK";
+pub use crate::store::LOCK_FILE_NAME;
 
 /// A source of the current time, in microseconds since the epoch.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -376,54 +377,6 @@ fn log_options(options: &LedgerOptions, seq_durable_min: u64) -> LogOptions {
         segment_bytes: options.segment_bytes,
         seq_durable_min,
         read_only: false,
-    }
-}
-
-/// Takes the lock of an existing store. The log directory is checked first, so that a
-/// directory that is not a store is left as it was (no lock file), ready for `create`.
-pub(crate) fn lock_store(vfs: &dyn Vfs, dir: &Path) -> Result<Box<dyn LockGuard>, Error> {
-    if !vfs
-        .exists(&dir.join(crate::log::LOG_DIR_NAME))
-        .unwrap_or(false)
-    {
-        let reason = if vfs.exists(dir).unwrap_or(false) {
-            "no log directory"
-        } else {
-            "the directory does not exist"
-        };
-        return Err(crate::log::LogError::NotAStore {
-            path: dir.to_path_buf(),
-            reason,
-        }
-        .into());
-    }
-    take_lock(vfs, dir)
-}
-
-/// Takes the store's lock file. A user who may only read the store locks it too (the lock
-/// file opened for reading); an error names the lock file, not just the directory.
-pub(crate) fn take_lock(vfs: &dyn Vfs, dir: &Path) -> Result<Box<dyn LockGuard>, Error> {
-    let path = dir.join(LOCK_FILE_NAME);
-    match vfs.lock(&path) {
-        Ok(guard) => Ok(guard),
-        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-            Err(LedgerError::StoreInUse {
-                path: dir.display().to_string(),
-            }
-            .into())
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            let reason = "the directory does not exist";
-            Err(crate::log::LogError::NotAStore {
-                path: dir.to_path_buf(),
-                reason,
-            }
-            .into())
-        }
-        Err(error) => Err(LedgerError::Storage {
-            detail: format!("cannot lock the store: {}: {error}", path.display()),
-        }
-        .into()),
     }
 }
 

@@ -11,12 +11,12 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::Ledger;
-use super::entry::EntryBody;
-use super::entry::{OverdraftCode, TransactionEntry};
-use super::error::LedgerError;
-use super::model::{self, Metadata, Overdraft, Timestamp, Volumes, WORLD};
 use super::request::{OverdraftFlag, Posting, Receipt};
 use crate::Error;
+use crate::domain::LedgerError;
+use crate::domain::entry::EntryBody;
+use crate::domain::entry::{OverdraftCode, TransactionEntry};
+use crate::domain::model::{self, Metadata, Overdraft, Timestamp, Volumes, WORLD};
 use crate::log::{Hash, Head};
 use crate::state::tables::{
     ReadTables, TransactionChanges, VolumesRow, Watermark, decode_row, get_transactions_count,

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::model::{Metadata, Timestamp, Volumes, parse_decimal_text};
+use crate::domain::model::{Metadata, Timestamp, Volumes, parse_decimal_text};
 use crate::log::Hash;
 
 /// A request to post one transaction.
@@ -122,7 +122,7 @@ impl Posting {
         asset: impl Into<String>,
     ) -> Result<Posting, crate::Error> {
         let amount = parse_decimal_text(amount).map_err(|reason| {
-            crate::ledger::LedgerError::InvalidInput {
+            crate::domain::LedgerError::InvalidInput {
                 field: "amount",
                 value: amount.to_string(),
                 reason,
@@ -218,24 +218,7 @@ pub struct Committed {
     pub previous_hash: Hash,
 }
 
-/// Lowercase hex of a hash.
-pub fn hex(hash: &Hash) -> String {
-    hash.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-/// Parses 64 lowercase hex digits (the form [`hex`] writes) into a hash; nothing else, so that
-/// a hash has one written form (`u8::from_str_radix` alone would take `+f`).
-pub fn parse_hex(text: &str) -> Option<Hash> {
-    let lowercase_hex = |byte: u8| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte);
-    if text.len() != 64 || !text.bytes().all(lowercase_hex) {
-        return None;
-    }
-    let mut hash = [0u8; 32];
-    for (index, byte) in hash.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[index * 2..index * 2 + 2], 16).ok()?;
-    }
-    Some(hash)
-}
+pub use crate::log::format::{hex, parse_hex};
 
 /// A struct read from a JSON object only. serde's derive also reads a struct from an array of
 /// its fields in order (`["main","ref",null,[...],{}]`), a second shape that the unknown-field

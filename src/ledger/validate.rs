@@ -7,15 +7,15 @@ use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
 
-use super::entry::{
+use super::request::{PostRequest, RevertRequest};
+use crate::Error;
+use crate::domain::LedgerError;
+use crate::domain::entry::{
     AccountMetadataDeleted, AccountMetadataSet, CanonicalRequest, ConsumerAcked, Dec, EntryBody,
     OverdraftSet, PostingEntry, PostingSeq, TransactionEntry, TransactionMetadataDeleted,
     TransactionMetadataSet, VolumeChange,
 };
-use super::error::LedgerError;
-use super::model::{self, Metadata, Overdraft, Volumes, WORLD};
-use super::request::{PostRequest, RevertRequest};
-use crate::Error;
+use crate::domain::model::{self, Metadata, Overdraft, Volumes, WORLD};
 use crate::state::StateError;
 use crate::state::StateView;
 use crate::state::apply::TransactionLookup;

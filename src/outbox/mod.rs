@@ -16,8 +16,8 @@ use serde::Serialize;
 pub use error::OutboxError;
 
 use crate::Error;
+use crate::domain::entry::EntryBody;
 use crate::export::{Event, entry_event};
-use crate::ledger::entry::EntryBody;
 use crate::ledger::{Ledger, model};
 use crate::log::LogError;
 use crate::replay;

@@ -88,7 +88,7 @@ impl ReportError {
     /// The crate error a report's [`crate::replay::Replay`] sink hands to
     /// [`crate::replay::drive`] to stop it; the typed error stays with the sink.
     pub(crate) fn stand_in(&self) -> Error {
-        crate::ledger::LedgerError::InvalidInput {
+        crate::domain::LedgerError::InvalidInput {
             field: "report",
             value: self.to_string(),
             reason: "stopped the report",

@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use rust_decimal::Decimal;
 
 use super::{ReportError, ReportSink, walk};
-use crate::ledger::entry::{EntryBody, TransactionEntry};
-use crate::ledger::model::{self, Metadata, Timestamp};
+use crate::domain::entry::{EntryBody, TransactionEntry};
+use crate::domain::model::{self, Metadata, Timestamp};
 use crate::ledger::request::hex;
 use crate::log::{Entry, Log, LogReader};
 use crate::replay;
@@ -69,7 +69,7 @@ pub fn write_store_journal<W: Write>(
     ledger_name: &str,
     out: W,
 ) -> Result<JournalSummary, ReportError> {
-    let _lock = crate::ledger::lock_store(&*vfs, dir)?;
+    let _lock = crate::store::lock_store(&*vfs, dir)?;
     let options = crate::log::LogOptions {
         read_only: true,
         ..crate::log::LogOptions::default()

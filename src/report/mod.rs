@@ -22,8 +22,8 @@ pub use statement::{AssetStatement, Movement, Statement, StatementRequest, state
 pub use trial::{TrialBalance, trial_balance};
 
 use crate::Error;
-use crate::ledger::entry::EntryBody;
-use crate::ledger::model::{Timestamp, exact_add};
+use crate::domain::entry::EntryBody;
+use crate::domain::model::{Timestamp, exact_add};
 use crate::log::{Entry, LogReader};
 use crate::replay::{self, Replay};
 

@@ -14,7 +14,7 @@ use super::file::{write_replacing, write_text};
 use super::journal::fixed;
 use super::trial::Total;
 use super::{ReportError, Statement, TrialBalance};
-use crate::ledger::model;
+use crate::domain::model;
 
 /// How a report is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,8 +10,8 @@ use rust_decimal::Decimal;
 
 use super::{ReportError, ReportSink, add, walk};
 use crate::Ledger;
-use crate::ledger::entry::{EntryBody, TransactionEntry};
-use crate::ledger::model::{self, Metadata, Timestamp};
+use crate::domain::entry::{EntryBody, TransactionEntry};
+use crate::domain::model::{self, Metadata, Timestamp};
 use crate::log::Entry;
 
 /// Most movements one statement holds (all assets together): a statement is built in

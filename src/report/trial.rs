@@ -12,8 +12,8 @@ use rust_decimal::Decimal;
 
 use super::{ReportError, ReportSink, walk};
 use crate::Ledger;
-use crate::ledger::entry::EntryBody;
-use crate::ledger::model::{self, Timestamp};
+use crate::domain::entry::EntryBody;
+use crate::domain::model::{self, Timestamp};
 use crate::log::Entry;
 
 /// account -> asset -> balance.

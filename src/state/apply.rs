@@ -12,8 +12,8 @@ use super::tables::{
     META_STORE_ID, META_WATERMARK, ReferenceRow, StateView, TransactionChanges, VolumesRow,
     Watermark, WriteTables, encode_row,
 };
-use crate::ledger::entry::{self, Dec, EntryBody, OverdraftCode, TransactionEntry};
-use crate::ledger::model::check_consumer_name;
+use crate::domain::entry::{self, Dec, EntryBody, OverdraftCode, TransactionEntry};
+use crate::domain::model::check_consumer_name;
 use crate::log::LogReader;
 
 /// Transaction entries by id, for the entries that change a transaction after it was posted

@@ -20,7 +20,7 @@ use super::history::PendingRuns;
 use super::tables::{
     ReferenceRow, StateView, TransactionChanges, VolumesRow, Watermark, WriteTables, encode_row,
 };
-use crate::ledger::model::{Metadata, Overdraft, Volumes};
+use crate::domain::model::{Metadata, Overdraft, Volumes};
 
 /// Rows kept in memory at most; past it, a flush also forgets the clean ones.
 pub const HOT_ROWS_MAX: usize = 1 << 17;
@@ -348,7 +348,7 @@ impl Default for HotRows {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::entry::Dec;
+    use crate::domain::entry::Dec;
     use crate::state::State;
     use redb::ReadableTableMetadata;
     use rust_decimal::Decimal;

@@ -7,7 +7,6 @@
 
 pub mod apply;
 pub mod backend;
-pub mod catchup;
 pub mod error;
 pub mod history;
 pub mod hot;
@@ -367,7 +366,7 @@ pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::entry::Dec;
+    use crate::domain::entry::Dec;
     use rust_decimal::Decimal;
     use tables::VolumesRow;
 

@@ -7,8 +7,8 @@ use redb::{ReadTransaction, ReadableTable, Table, TableDefinition, WriteTransact
 
 use super::error::StateError;
 use super::history::RunKey;
-use crate::ledger::entry::{self, Dec, OverdraftCode};
-use crate::ledger::model::{Metadata, Overdraft, Volumes};
+use crate::domain::entry::{self, Dec, OverdraftCode};
+use crate::domain::model::{Metadata, Overdraft, Volumes};
 use crate::log::Hash;
 
 /// Store-wide values: the watermark, the store id.

@@ -7,7 +7,7 @@ use redb::{Key, ReadOnlyTable, ReadableTable, Value};
 use crate::Error;
 use crate::log::LogReader;
 use crate::replay;
-use crate::state::catchup::Applier;
+use crate::replay::Applier;
 use crate::state::{ReadTables, State, StateError, history};
 
 /// The first difference between an expected (replayed) state and an actual one.

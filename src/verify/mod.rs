@@ -17,13 +17,13 @@ use serde::Serialize;
 pub use diff::{StateDifference, diff_states, replay_state};
 
 use crate::Error;
-use crate::ledger::entry::EntryBody;
-use crate::ledger::request::hex;
+use crate::domain::entry::EntryBody;
+use crate::log::format::hex;
 use crate::log::sim::SimFs;
 use crate::log::vfs::{OpenMode, Vfs};
 use crate::log::{CorruptionKind, Cut, Entry, Hash, Head, Log, LogError, LogOptions, LogReader};
+use crate::replay::Applier;
 use crate::replay::{self, Replay};
-use crate::state::catchup::Applier;
 use crate::state::{ReadTables, STATE_FILE_NAME, State, StateOpened, StateView};
 
 /// The outcome of a verification (the JSON report of `folio verify`).
@@ -140,7 +140,7 @@ pub fn verify_store(
     expect_heads: &[(u64, Hash)],
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<VerifyReport, Error> {
-    let _lock = crate::ledger::lock_store(&*vfs, dir)?;
+    let _lock = crate::store::lock_store(&*vfs, dir)?;
     let (state, state_failure) = copy_state(&*vfs, dir)?;
     let watermark = match &state {
         Some(state) => state.read_tables()?.watermark()?,

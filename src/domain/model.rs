@@ -368,7 +368,7 @@ impl Volumes {
 /// instead of failing, which would silently lose money (1e27 + 0.01 = 1e27).
 ///
 /// ```
-/// use folio::ledger::model::exact_add;
+/// use folio::domain::model::exact_add;
 /// use rust_decimal::Decimal;
 /// let d = |text: &str| text.parse::<Decimal>().unwrap();
 /// assert_eq!(exact_add(d("0.05"), d("0.05")), Some(d("0.1")));

@@ -2,8 +2,12 @@
 //! state, verification, and export all implement [`Replay`]. [`drive`] reads each entry (crc,
 //! seq, hash and chain checked by the log reader), decodes its body once, and hands both on.
 
+pub mod apply;
+
+pub use apply::Applier;
+
 use crate::Error;
-use crate::ledger::entry::{self, EntryBody};
+use crate::domain::entry::{self, EntryBody};
 use crate::log::{Entry, Log, LogReader};
 use crate::state::StateError;
 
@@ -64,7 +68,7 @@ pub fn rebuild_state(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<u64, Error> {
     use crate::state::{STATE_FILE_NAME, State};
-    let _lock = crate::ledger::lock_store(&*vfs, dir)?;
+    let _lock = crate::store::lock_store(&*vfs, dir)?;
     let options = crate::log::LogOptions {
         read_only: true,
         ..Default::default()
@@ -80,7 +84,7 @@ pub fn rebuild_state(
         vfs.remove(&building).map_err(io)?;
     }
     let state = State::create_at(&*vfs, dir, &building)?;
-    let mut applier = crate::state::catchup::Applier::new(&state, &*log);
+    let mut applier = crate::replay::Applier::new(&state, &*log);
     let applied = drive(&log, 1, head, &mut applier, &mut |seq| progress(seq, head))?;
     drop(state);
     vfs.rename(&building, &dir.join(STATE_FILE_NAME))
@@ -107,9 +111,9 @@ pub fn replay_into(
     out: &std::path::Path,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<u64, Error> {
-    use crate::ledger::LedgerError;
+    use crate::domain::LedgerError;
     use crate::state::State;
-    let _lock = crate::ledger::lock_store(&*vfs, dir)?;
+    let _lock = crate::store::lock_store(&*vfs, dir)?;
     let log = Log::open(
         vfs.clone(),
         dir,
@@ -143,13 +147,13 @@ pub fn replay_into(
         }
     }
     vfs.create_dir_all(&building).map_err(io)?;
-    let _out_lock = crate::ledger::take_lock(&*vfs, &building)?;
+    let _out_lock = crate::store::take_lock(&*vfs, &building)?;
     let copy = Log::create(vfs.clone(), &building, crate::log::LogOptions::default())?;
     let state = State::create_file(&*vfs, &building)?;
     let mut sink = CopySink {
         log: &copy,
         bodies: Vec::new(),
-        applier: crate::state::catchup::Applier::new(&state, &*log),
+        applier: crate::replay::Applier::new(&state, &*log),
     };
     let copied = drive(&log, 1, seq_to, &mut sink, &mut |seq| progress(seq, seq_to))?;
     drop(sink);
@@ -184,7 +188,7 @@ fn partial_dir(out: &std::path::Path) -> Option<(std::path::PathBuf, std::path::
 struct CopySink<'a> {
     log: &'a Log,
     bodies: Vec<Vec<u8>>,
-    applier: crate::state::catchup::Applier<'a>,
+    applier: crate::replay::Applier<'a>,
 }
 
 impl CopySink<'_> {

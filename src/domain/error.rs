@@ -1,7 +1,9 @@
-//! The ledger layer's error: bad input, rejected transactions, and the store-level conditions
-//! the ledger detects (a store in use, a log behind its state, an unknown outcome).
+//! The error a ledger request is answered with: bad input, rejected transactions, and the
+//! store-level conditions the ledger detects (a store in use, a log behind its state, an
+//! unknown outcome). Defined with the domain, whose grammar checks and validation return it;
+//! the ledger handle (`crate::ledger`) returns it too, and re-exports it.
 
-/// An error of the ledger layer.
+/// An error of the ledger: of a request, or of the store it was made to.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LedgerError {

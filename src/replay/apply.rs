@@ -5,14 +5,14 @@
 //! pages that one transaction holds stay small whatever the size of a transaction: a store
 //! that ran on a machine reopens on it.
 
-use super::apply::{TransactionLookup, apply, set_watermark};
-use super::hot::{HotRows, StagedTables};
-use super::tables::{Watermark, WriteTables};
-use super::{State, StateError};
+use super::Replay;
 use crate::Error;
-use crate::ledger::entry::EntryBody;
+use crate::domain::entry::EntryBody;
 use crate::log::Entry;
-use crate::replay::Replay;
+use crate::state::apply::{TransactionLookup, apply, set_watermark};
+use crate::state::hot::{HotRows, StagedTables};
+use crate::state::tables::{Watermark, WriteTables};
+use crate::state::{State, StateError};
 
 /// Most entries applied per write transaction.
 pub const ENTRIES_PER_TRANSACTION_MAX: usize = 10_000;
@@ -102,7 +102,7 @@ impl Replay for Applier<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::entry::{ConsumerAcked, StoreCreated, TransactionEntry};
+    use crate::domain::entry::{ConsumerAcked, StoreCreated, TransactionEntry};
     use crate::state::StateView;
 
     fn entry(seq: u64, body_bytes: usize) -> Entry {
