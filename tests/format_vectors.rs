@@ -661,7 +661,10 @@ impl<'a> Walker<'a> {
         ];
         let variant = u32::from_le_bytes(self.take(4).try_into().unwrap());
         let kind = kinds.get(variant as usize).expect("F-53: a known variant");
-        assert!(variant < 8 || self.version >= 3, "F-53: kind 8 from version 3 on");
+        assert!(
+            variant < 8 || self.version >= 3,
+            "F-53: kind 8 from version 3 on"
+        );
         self.label(format!("variant = {variant}: {kind}"));
         match variant {
             0 => {
@@ -780,8 +783,12 @@ fn walk_segment(bytes: &[u8]) -> (Vec<SpecRecord>, Vec<Field>) {
         assert_eq!(record.seq, expected_seq, "F-10");
         let expected_previous = previous.map_or(header_previous, |p| p.block_hash);
         assert_eq!(record.previous_hash, expected_previous, "F-12");
-        let recomputed =
-            spec_block_hash(walker.version, record.seq, &record.previous_hash, &record.body);
+        let recomputed = spec_block_hash(
+            walker.version,
+            record.seq,
+            &record.previous_hash,
+            &record.body,
+        );
         assert_eq!(record.block_hash, recomputed, "F-11");
         let starts_batch = record.batch_first_seq == record.seq;
         let continues = previous.is_some_and(|p| p.batch_first_seq == record.batch_first_seq);
@@ -1129,7 +1136,10 @@ fn the_first_append_to_a_version_2_log_rolls_to_a_version_3_segment() {
     assert_eq!(versions, [(1, 2), (2, 2), (3, 3)]);
     let third = log.read(3).unwrap();
     let tag_v3 = spec_block_hash(3, 3, &third.previous_hash, b"opaque");
-    assert_eq!(third.block_hash, tag_v3, "F-11: hashed with the tag of its segment");
+    assert_eq!(
+        third.block_hash, tag_v3,
+        "F-11: hashed with the tag of its segment"
+    );
 }
 
 /// F-40: a version 2 segment without records (a log just rolled, or never written) takes

@@ -1,6 +1,16 @@
 //! The ledger layer's error: bad input, rejected transactions, and the store-level conditions
 //! the ledger detects (a store in use, a log behind its state, an unknown outcome).
 
+/// What a refused skip says of the consumer's next entry with an event.
+fn describe_next(cursor: u64, next: Option<u64>) -> String {
+    match next {
+        Some(next) => {
+            format!("its next entry with an event after its cursor {cursor} is seq {next}")
+        }
+        None => format!("no entry after its cursor {cursor} has an event"),
+    }
+}
+
 /// An error of the ledger layer.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -94,6 +104,19 @@ pub enum LedgerError {
         consumer: String,
         seq: u64,
         cursor: u64,
+    },
+    /// A consumer may skip only its next entry with an event (`Ledger::skip`): `seq` is at or
+    /// below its cursor, past the head, or an entry with an event comes before it (`next`, or
+    /// `None` when no entry after the cursor has one). Nothing was written.
+    #[error(
+        "consumer {consumer} cannot skip seq {seq}: {}",
+        describe_next(*cursor, *next)
+    )]
+    SkipNotNext {
+        consumer: String,
+        seq: u64,
+        cursor: u64,
+        next: Option<u64>,
     },
     /// The handle was closed.
     #[error("the ledger handle is closed")]

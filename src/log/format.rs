@@ -29,7 +29,8 @@ pub const FORMAT_VERSIONS_READ: [FormatVersion; 2] = [
     },
 ];
 
-const _: () = assert!(FORMAT_VERSIONS_READ[FORMAT_VERSIONS_READ.len() - 1].number == FORMAT_VERSION);
+const _: () =
+    assert!(FORMAT_VERSIONS_READ[FORMAT_VERSIONS_READ.len() - 1].number == FORMAT_VERSION);
 
 /// First bytes of every segment file (F-02).
 pub const SEGMENT_MAGIC: [u8; 8] = *b"FOLIOSEG";

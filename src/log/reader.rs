@@ -148,7 +148,11 @@ impl Chunk {
         if hash_prior.is_some_and(|prior| prior != fixed.previous_hash) {
             return Err(corrupt(CorruptionKind::ChainBreak));
         }
-        if self.version.block_hash(seq, &fixed.previous_hash, record.body) != fixed.block_hash {
+        if self
+            .version
+            .block_hash(seq, &fixed.previous_hash, record.body)
+            != fixed.block_hash
+        {
             return Err(corrupt(CorruptionKind::BadHash));
         }
         Ok(Entry {
@@ -198,7 +202,13 @@ impl LogIter<'_> {
         let source = segment.source.clone();
         let (name, version) = (segment.name.clone(), segment.version);
         drop(view);
-        Chunk::load((&name, version), source, (start, end), self.seq_next, offsets)
+        Chunk::load(
+            (&name, version),
+            source,
+            (start, end),
+            self.seq_next,
+            offsets,
+        )
     }
 
     fn next_entry(&mut self) -> Result<Entry, LogError> {

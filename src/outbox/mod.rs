@@ -16,7 +16,7 @@ use serde::Serialize;
 pub use error::OutboxError;
 
 use crate::Error;
-use crate::export::{Event, entry_event};
+use crate::export::{Event, ExportError, entry_event};
 use crate::ledger::entry::EntryBody;
 use crate::ledger::{Ledger, model};
 use crate::log::LogError;
@@ -111,6 +111,12 @@ impl Ledger {
     /// `seq_after` past the head is `SEQ_OUT_OF_RANGE`. Reading never waits for writers; the
     /// batch ends at the head as it was when the call began.
     ///
+    /// The batch stops before the first entry whose event cannot be made (`NOT_EXPORTABLE`),
+    /// covering everything before it, so that what can be delivered is; only when it would
+    /// hold no event at all is that entry's error returned (naming its seq), which stops the
+    /// consumer there until the entry is skipped ([`Ledger::skip`]). No entry past the
+    /// batch's last event is converted.
+    ///
     /// ```
     /// use folio::{Ledger, PostRequest, Posting};
     /// use folio::outbox::BatchLimits;
@@ -158,22 +164,32 @@ impl Ledger {
                 break;
             }
             let body = replay::decode_body(&entry)?;
-            let event = entry_event(log, self.store_id(), &entry, &body)?;
-            debug_assert_eq!(
-                event.is_some(),
-                has_event(&body),
-                "lag counts what export maps"
-            );
-            if let Some(event) = event {
-                let bytes = event_bytes(&event)?;
-                let full = batch.events.len() >= limits.events_max
-                    || (!batch.events.is_empty() && batch.events_bytes + bytes > limits.bytes_max);
-                if full {
-                    break;
-                }
-                batch.events.push(event);
-                batch.events_bytes += bytes;
+            if !has_event(&body) {
+                batch.seq_last = entry.seq;
+                continue;
             }
+            if batch.events.len() >= limits.events_max {
+                break;
+            }
+            let event = match entry_event(log, self.store_id(), &entry, &body) {
+                Ok(event) => event,
+                Err(ExportError::Store(error)) => return Err(error.into()),
+                // Stop before it: the next read starts here and returns the error. A batch
+                // without events would read as "caught up" to a sender, so then the error.
+                Err(_) if !batch.events.is_empty() => break,
+                Err(error) => return Err(error.into()),
+            };
+            let Some(event) = event else {
+                debug_assert!(false, "lag counts what export maps: entry {}", entry.seq);
+                batch.seq_last = entry.seq;
+                continue;
+            };
+            let bytes = event_bytes(&event)?;
+            if !batch.events.is_empty() && batch.events_bytes + bytes > limits.bytes_max {
+                break;
+            }
+            batch.events.push(event);
+            batch.events_bytes += bytes;
             batch.seq_last = entry.seq;
         }
         Ok(batch)
@@ -224,10 +240,7 @@ impl Ledger {
 
 /// Whether an entry of this kind becomes an event (`docs/events.md`).
 fn has_event(body: &EntryBody) -> bool {
-    !matches!(
-        body,
-        EntryBody::StoreCreated(_) | EntryBody::OverdraftSet(_) | EntryBody::ConsumerAcked(_)
-    )
+    body.has_event()
 }
 
 /// The size of an event as compact JSON.
