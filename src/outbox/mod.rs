@@ -1,7 +1,8 @@
 //! The outbox: the log itself, read as events by named consumers, each with a durable cursor
 //! (`docs/sync.md`). There is no second queue: [`Ledger::events_since`] maps the entries after a
 //! seq to events with the same code as `export --format events` (`crate::export::entry_event`),
-//! and [`Ledger::ack`] records a cursor as a `ConsumerAcked` entry, so cursors are in the hash
+//! and [`Ledger::ack`] records a cursor as a `ConsumerAcked` entry ([`Ledger::skip`] as an
+//! `EventSkipped` one, past an entry the consumer cannot receive), so cursors are in the hash
 //! chain, survive crashes and `replay`, and are checked by `verify` like every other row.
 //! [`http`] pushes a consumer's events to an HTTP endpoint (`folio sync --url`), [`nats`] to a
 //! NATS JetStream stream (`folio sync --nats`); both share `http`'s retry and batch loop.
@@ -64,8 +65,8 @@ impl BatchLimits {
 }
 
 /// The events of the entries `seq_after + 1 ..= seq_last`, in log order. Entries of kinds
-/// without an event (`OverdraftSet`, `ConsumerAcked`) are covered but give nothing: acking
-/// `seq_last` once the events are delivered moves the cursor past them too.
+/// without an event (`OverdraftSet`, `ConsumerAcked`, `EventSkipped`) are covered but give
+/// nothing: acking `seq_last` once the events are delivered moves the cursor past them too.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxBatch {
     /// The seq the batch starts after (the cursor it was read from).
