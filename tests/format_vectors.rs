@@ -1160,6 +1160,52 @@ fn a_version_2_segment_without_records_takes_the_version_3_header_in_place() {
     assert_eq!((entry.version, entry.body), (3, b"first".to_vec()));
 }
 
+/// F-40, A3: a crash at any step of the first append to a version 2 log (its roll, or the
+/// header written again in place when it holds no record) leaves a log that opens with its
+/// version 2 entries, and the new entry too when its append returned; opening again changes
+/// nothing.
+#[test]
+fn a_crash_at_any_step_of_the_first_append_to_a_version_2_log_leaves_a_log_that_opens() {
+    let with_records = V2_TWO_ENTRIES.bytes();
+    let without = &with_records[..format::HEADER_BYTES];
+    let bodies: Vec<Vec<u8>> = V2_TWO_ENTRIES
+        .bodies()
+        .iter()
+        .map(|body| entry::encode(body).unwrap())
+        .collect();
+    for (bytes, before) in [(with_records, &bodies[..]), (without, &bodies[..0])] {
+        for step in 1.. {
+            let fs = disk_with_segment(bytes);
+            for dir in ["/", STORE, "/store/log"] {
+                fs.sync_dir(Path::new(dir)).unwrap();
+            }
+            let log = open_log(&fs, false);
+            fs.crash_at_step(fs.steps() + step);
+            let acknowledged = log.append(&[b"after".to_vec()]).is_ok();
+            let _ = log.close();
+            drop(log);
+            for image in [fs.power_loss_image(step), fs.process_crash_image()] {
+                for _ in 0..2 {
+                    let log = open_log(&image, false);
+                    let read: Vec<Vec<u8>> =
+                        log.iter_from(1).map(|entry| entry.unwrap().body).collect();
+                    assert_eq!(&read[..before.len()], before, "step {step}");
+                    let appended = &read[before.len()..];
+                    assert!(appended.len() <= 1, "step {step}");
+                    assert!(!acknowledged || appended == [b"after"], "step {step}");
+                    log.close().unwrap();
+                }
+            }
+            if !fs.crashed() {
+                // The roll makes a file, syncs it and the directory, trims the old segment;
+                // the header in place is a write and a sync.
+                assert!(step > 2, "the append took only {step} steps");
+                break;
+            }
+        }
+    }
+}
+
 /// F-53: an `EventSkipped` (kind 8, version 3) in a segment of version 2 was not written by a
 /// ledger of that version: the log frames and chains it, and the ledger refuses its body.
 #[test]
