@@ -56,6 +56,7 @@ impl Error {
                     | LedgerError::EntryTooLarge { .. }
                     | LedgerError::AckBeyondHead { .. }
                     | LedgerError::AckBackwards { .. }
+                    | LedgerError::SkipNotNext { .. }
             ) | Error::Log(
                 LogError::BodyTooLarge { .. }
                     | LogError::BatchTooLarge { .. }
@@ -85,6 +86,7 @@ fn ledger_code(error: &LedgerError) -> &'static str {
         LedgerError::EntryTooLarge { .. } => "ENTRY_TOO_LARGE",
         LedgerError::AckBeyondHead { .. } => "SEQ_OUT_OF_RANGE",
         LedgerError::AckBackwards { .. } => "ACK_BACKWARDS",
+        LedgerError::SkipNotNext { .. } => "SKIP_NOT_NEXT",
         LedgerError::Closed => "CLOSED",
         LedgerError::Poisoned => "POISONED",
         LedgerError::StateBehind => "STATE_BEHIND",

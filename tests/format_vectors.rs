@@ -6,7 +6,9 @@
 //!
 //! `FOLIO_WRITE_VECTORS=1 cargo test --release --test format_vectors` rewrites the vectors
 //! and the dump in `docs/format.md` from what the code produces. A vector that changes is a
-//! format change, and needs a format version bump (F-61).
+//! format change, and needs a format version bump (F-61). The vectors of an older version
+//! (`tests/vectors/v2/`), which the code no longer writes, are never rewritten: every version
+//! the build reads must still open, read back and replay exactly as its specification says.
 
 #![allow(
     clippy::unwrap_used,
@@ -21,8 +23,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use folio::ledger::entry::{
-    self, AccountMetadataDeleted, AccountMetadataSet, ConsumerAcked, Dec, EntryBody, OverdraftCode,
-    OverdraftSet, PostingEntry, PostingSeq, StoreCreated, TransactionEntry,
+    self, AccountMetadataDeleted, AccountMetadataSet, ConsumerAcked, Dec, EntryBody, EventSkipped,
+    OverdraftCode, OverdraftSet, PostingEntry, PostingSeq, StoreCreated, TransactionEntry,
     TransactionMetadataDeleted, TransactionMetadataSet, VolumeChange,
 };
 use folio::log::format;
@@ -39,8 +41,18 @@ const STORE: &str = "/store";
 /// The smallest segment size: the vectors fit in one segment either way, and `close` trims.
 const SEGMENT_BYTES: u64 = 4096;
 
-/// The hash input's domain tag, spelled out from the specification (F-11), not the crate.
-const SPEC_DOMAIN_TAG: &[u8] = b"folio-entry-v2";
+/// The hash input's domain tag of each version read, spelled out from the specification
+/// (F-11, F-60), not the crate.
+fn spec_domain_tag(version: u32) -> &'static [u8] {
+    match version {
+        2 => b"folio-entry-v2",
+        3 => b"folio-entry-v3",
+        other => panic!("F-03: version {other} is not one the specification describes"),
+    }
+}
+
+/// The version new segments are written in (section 8).
+const SPEC_VERSION: u32 = 3;
 
 /// A fixed store id whose bytes are easy to spot in a dump: `00 11 22 .. ff`.
 const STORE_ID: [u8; 16] = [
@@ -57,25 +69,45 @@ const INSERTED_AT: i64 = 1_767_258_001_500_000;
 #[derive(Debug, Clone, Copy)]
 struct Vector {
     name: &'static str,
+    /// The format version it is written in: the current one, or an older one still read.
+    version: u32,
     /// The entries, one inner slice per append (batch).
     batches: fn() -> Vec<Vec<EntryBody>>,
 }
 
 const TWO_ENTRIES: Vector = Vector {
     name: "two_entries",
+    version: SPEC_VERSION,
     batches: two_entries,
 };
 const EVERY_KIND: Vector = Vector {
     name: "every_kind",
+    version: SPEC_VERSION,
     batches: every_kind,
 };
+/// The vectors of version 2, as version 2 wrote them (frozen: the code writes version 3).
+const V2_TWO_ENTRIES: Vector = Vector {
+    name: "two_entries",
+    version: 2,
+    batches: two_entries,
+};
+const V2_EVERY_KIND: Vector = Vector {
+    name: "every_kind",
+    version: 2,
+    batches: every_kind_v2,
+};
+/// Every vector the build must read, of every version.
+const ALL: [Vector; 4] = [TWO_ENTRIES, EVERY_KIND, V2_TWO_ENTRIES, V2_EVERY_KIND];
 
 impl Vector {
-    /// `tests/vectors/<name>/log/00000000000000000001.seg`.
+    /// `tests/vectors/<name>/log/00000000000000000001.seg` for the current version,
+    /// `tests/vectors/v<version>/<name>/log/...` for an older one.
     fn path(&self) -> PathBuf {
-        Path::new(MANIFEST_DIR)
-            .join("tests/vectors")
-            .join(self.name)
+        let mut dir = Path::new(MANIFEST_DIR).join("tests/vectors");
+        if self.version != SPEC_VERSION {
+            dir = dir.join(format!("v{}", self.version));
+        }
+        dir.join(self.name)
             .join(LOG_DIR_NAME)
             .join(format::segment_name(1))
     }
@@ -86,15 +118,13 @@ impl Vector {
 
     /// The checked-in bytes (written first, from the code, in write mode).
     fn bytes(&self) -> &'static [u8] {
-        static TWO: OnceLock<Vec<u8>> = OnceLock::new();
-        static EVERY: OnceLock<Vec<u8>> = OnceLock::new();
-        let cell = if self.name == TWO_ENTRIES.name {
-            &TWO
-        } else {
-            &EVERY
-        };
-        cell.get_or_init(|| {
-            if write_mode() {
+        static CELLS: [OnceLock<Vec<u8>>; 4] = [const { OnceLock::new() }; 4];
+        let index = ALL
+            .iter()
+            .position(|v| v.name == self.name && v.version == self.version)
+            .unwrap();
+        CELLS[index].get_or_init(|| {
+            if write_mode() && self.version == SPEC_VERSION {
                 write_vectors();
             }
             std::fs::read(self.path()).unwrap_or_else(|error| {
@@ -214,8 +244,21 @@ fn at(seconds: i64) -> i64 {
 }
 
 /// One entry of every kind (and every overdraft code), forming a history the ledger replays:
-/// entry 1 alone, then one batch of ten.
+/// entry 1 alone, then one batch of eleven: version 2's ten, then a consumer skipping entry 2
+/// (F-58).
 fn every_kind() -> Vec<Vec<EntryBody>> {
+    let mut batches = every_kind_v2();
+    batches[1].push(EntryBody::EventSkipped(EventSkipped {
+        consumer: "backup".into(),
+        seq: 2,
+        reason: "sent by hand".into(),
+        inserted_at: at(11),
+    }));
+    batches
+}
+
+/// Version 2's `every_kind`: every kind that version has, entry 1 alone, then a batch of ten.
+fn every_kind_v2() -> Vec<Vec<EntryBody>> {
     let policy = |seconds: i64, policy: OverdraftCode| {
         EntryBody::OverdraftSet(OverdraftSet {
             ledger: MAIN.into(),
@@ -409,6 +452,8 @@ struct Walker<'a> {
     bytes: &'a [u8],
     at: usize,
     fields: Vec<Field>,
+    /// The segment's version, from its header.
+    version: u32,
 }
 
 impl<'a> Walker<'a> {
@@ -417,6 +462,7 @@ impl<'a> Walker<'a> {
             bytes,
             at: 0,
             fields: Vec::new(),
+            version: 0,
         }
     }
 
@@ -486,7 +532,8 @@ impl<'a> Walker<'a> {
         let magic = self.take(8);
         assert_eq!(magic, b"FOLIOSEG", "F-02");
         self.label("magic = \"FOLIOSEG\"".into());
-        assert_eq!(self.u32("version"), 2, "F-03");
+        self.version = self.u32("version");
+        assert!([2, 3].contains(&self.version), "F-03");
         assert_eq!(self.u32("header_bytes"), 64, "F-04");
         let first_seq = self.u64("first_seq");
         assert!(first_seq >= 1, "F-07");
@@ -610,9 +657,14 @@ impl<'a> Walker<'a> {
             "TransactionMetadataDeleted",
             "OverdraftSet",
             "ConsumerAcked",
+            "EventSkipped",
         ];
         let variant = u32::from_le_bytes(self.take(4).try_into().unwrap());
         let kind = kinds.get(variant as usize).expect("F-53: a known variant");
+        assert!(
+            variant < 8 || self.version >= 3,
+            "F-53: kind 8 from version 3 on"
+        );
         self.label(format!("variant = {variant}: {kind}"));
         match variant {
             0 => {
@@ -648,6 +700,12 @@ impl<'a> Walker<'a> {
             7 => {
                 self.string("consumer");
                 self.u64("seq");
+                self.i64("inserted_at");
+            }
+            8 => {
+                self.string("consumer");
+                self.u64("seq");
+                self.string("reason");
                 self.i64("inserted_at");
             }
             _ => {
@@ -702,10 +760,11 @@ impl<'a> Walker<'a> {
     }
 }
 
-/// The block hash by the specification: `blake3(tag || seq u64 LE || previous_hash || body)`.
-fn spec_block_hash(seq: u64, previous_hash: &Hash, body: &[u8]) -> Hash {
+/// The block hash by the specification: `blake3(tag || seq u64 LE || previous_hash || body)`,
+/// the tag that of the segment's version.
+fn spec_block_hash(version: u32, seq: u64, previous_hash: &Hash, body: &[u8]) -> Hash {
     let mut input = Vec::new();
-    input.extend_from_slice(SPEC_DOMAIN_TAG);
+    input.extend_from_slice(spec_domain_tag(version));
     input.extend_from_slice(&seq.to_le_bytes());
     input.extend_from_slice(previous_hash);
     input.extend_from_slice(body);
@@ -724,7 +783,12 @@ fn walk_segment(bytes: &[u8]) -> (Vec<SpecRecord>, Vec<Field>) {
         assert_eq!(record.seq, expected_seq, "F-10");
         let expected_previous = previous.map_or(header_previous, |p| p.block_hash);
         assert_eq!(record.previous_hash, expected_previous, "F-12");
-        let recomputed = spec_block_hash(record.seq, &record.previous_hash, &record.body);
+        let recomputed = spec_block_hash(
+            walker.version,
+            record.seq,
+            &record.previous_hash,
+            &record.body,
+        );
         assert_eq!(record.block_hash, recomputed, "F-11");
         let starts_batch = record.batch_first_seq == record.seq;
         let continues = previous.is_some_and(|p| p.batch_first_seq == record.batch_first_seq);
@@ -865,8 +929,8 @@ fn the_code_writes_exactly_the_checked_in_vectors() {
 }
 
 #[test]
-fn the_vectors_open_and_read_back_entry_by_entry() {
-    for vector in [TWO_ENTRIES, EVERY_KIND] {
+fn the_vectors_of_every_version_read_open_and_read_back_entry_by_entry() {
+    for vector in ALL {
         let bytes = vector.bytes();
         let (spec, _) = walk_segment(bytes);
         let fs = disk_with_segment(bytes);
@@ -884,6 +948,7 @@ fn the_vectors_open_and_read_back_entry_by_entry() {
         assert_eq!(entries.len(), bodies.len());
         for ((entry, body), record) in entries.iter().zip(&bodies).zip(&spec) {
             assert_eq!(entry.seq, record.seq);
+            assert_eq!(entry.version, vector.version, "F-03");
             assert_eq!(entry.batch_first_seq, record.batch_first_seq);
             assert_eq!(entry.previous_hash, record.previous_hash);
             assert_eq!(entry.block_hash, record.block_hash);
@@ -914,7 +979,9 @@ fn the_header_fields_lie_at_the_documented_offsets() {
     let bytes = TWO_ENTRIES.bytes();
     let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
     assert_eq!(&bytes[0..8], b"FOLIOSEG");
-    assert_eq!(u32_at(8), 2, "version");
+    assert_eq!(u32_at(8), SPEC_VERSION, "version");
+    let v2 = V2_TWO_ENTRIES.bytes();
+    assert_eq!(v2[8..12], 2u32.to_le_bytes(), "version of the v2 vector");
     assert_eq!(u32_at(12), 64, "header_bytes");
     assert_eq!(
         u64::from_le_bytes(bytes[16..24].try_into().unwrap()),
@@ -936,7 +1003,7 @@ fn the_header_fields_lie_at_the_documented_offsets() {
 
 #[test]
 fn every_crc_and_block_hash_recomputes_from_the_specification_alone() {
-    for vector in [TWO_ENTRIES, EVERY_KIND] {
+    for vector in ALL {
         let bytes = vector.bytes();
         // The walker asserts each rule as it goes; here the same, spelled out for a reader.
         let (records, _) = walk_segment(bytes);
@@ -949,7 +1016,7 @@ fn every_crc_and_block_hash_recomputes_from_the_specification_alone() {
             assert_eq!(crc32fast::hash(&bytes[at + 8..at + 8 + length]), stored_crc);
             assert_eq!(length, 80 + record.body.len());
             let mut hasher = blake3::Hasher::new();
-            hasher.update(b"folio-entry-v2");
+            hasher.update(format!("folio-entry-v{}", vector.version).as_bytes());
             hasher.update(&record.seq.to_le_bytes());
             hasher.update(&previous);
             hasher.update(&record.body);
@@ -971,7 +1038,8 @@ fn the_hex_dump_in_the_document_is_the_two_entry_vector() {
 
 #[test]
 fn reopening_and_closing_a_vector_leaves_its_bytes_unchanged() {
-    for vector in [TWO_ENTRIES, EVERY_KIND] {
+    // An open without an append leaves a segment of an older version as it is (F-40).
+    for vector in ALL {
         let fs = disk_with_segment(vector.bytes());
         for _ in 0..2 {
             let log = open_log(&fs, false);
@@ -1025,6 +1093,8 @@ fn the_ledger_opens_the_vectors_and_replays_them() {
     let expected = [
         (TWO_ENTRIES, "till:1", "USD/2", "12.5"),
         (EVERY_KIND, ALICE, "EUR/2", "0"),
+        (V2_TWO_ENTRIES, "till:1", "USD/2", "12.5"),
+        (V2_EVERY_KIND, ALICE, "EUR/2", "0"),
     ];
     for (vector, account, asset, balance) in expected {
         // No state.redb: the ledger rebuilds it from the log, checking each entry's effects.
@@ -1038,6 +1108,135 @@ fn the_ledger_opens_the_vectors_and_replays_them() {
         assert_eq!(balances[asset], Decimal::from_str(balance).unwrap());
         ledger.close().unwrap();
     }
+}
+
+/// F-40: a writer never appends to a segment of an older version: the first append to a
+/// version 2 log seals its segment (untouched, the close trims it as a roll does) and rolls to
+/// a version 3 one, and the chain runs on across the boundary (F-08, F-12).
+#[test]
+fn the_first_append_to_a_version_2_log_rolls_to_a_version_3_segment() {
+    let fs = disk_with_segment(V2_TWO_ENTRIES.bytes());
+    let log = open_log(&fs, false);
+    let head = log.head();
+    let appended = log.append(&[b"opaque".to_vec()]).unwrap();
+    assert_eq!(appended[0].previous_hash, head.block_hash, "F-12");
+    let names = log.segment_names();
+    assert_eq!(names, [format::segment_name(1), format::segment_name(3)]);
+    log.close().unwrap();
+    drop(log);
+    assert!(fs.file_bytes(&segment_path()).unwrap() == V2_TWO_ENTRIES.bytes());
+    let second = Path::new(STORE).join(LOG_DIR_NAME).join(&names[1]);
+    let second = fs.file_bytes(&second).unwrap();
+    assert_eq!(second[8..12], 3u32.to_le_bytes(), "F-03");
+    let log = open_log(&fs, true);
+    let versions: Vec<(u64, u32)> = log
+        .iter_from(1)
+        .map(|entry| entry.map(|entry| (entry.seq, entry.version)).unwrap())
+        .collect();
+    assert_eq!(versions, [(1, 2), (2, 2), (3, 3)]);
+    let third = log.read(3).unwrap();
+    let tag_v3 = spec_block_hash(3, 3, &third.previous_hash, b"opaque");
+    assert_eq!(
+        third.block_hash, tag_v3,
+        "F-11: hashed with the tag of its segment"
+    );
+}
+
+/// F-40: a version 2 segment without records (a log just rolled, or never written) takes
+/// the current header in place, since a new segment would have its name.
+#[test]
+fn a_version_2_segment_without_records_takes_the_version_3_header_in_place() {
+    let fs = disk_with_segment(&V2_TWO_ENTRIES.bytes()[..format::HEADER_BYTES]);
+    let log = open_log(&fs, false);
+    assert_eq!(log.head().seq, 0);
+    log.append(&[b"first".to_vec()]).unwrap();
+    assert_eq!(log.segment_names(), [format::segment_name(1)]);
+    log.close().unwrap();
+    drop(log);
+    let bytes = fs.file_bytes(&segment_path()).unwrap();
+    assert_eq!(bytes[8..12], 3u32.to_le_bytes(), "F-03");
+    let log = open_log(&fs, true);
+    let entry = log.read(1).unwrap();
+    assert_eq!((entry.version, entry.body), (3, b"first".to_vec()));
+}
+
+/// F-40, A3: a crash at any step of the first append to a version 2 log (its roll, or the
+/// header written again in place when it holds no record) leaves a log that opens with its
+/// version 2 entries, and the new entry too when its append returned; opening again changes
+/// nothing.
+#[test]
+fn a_crash_at_any_step_of_the_first_append_to_a_version_2_log_leaves_a_log_that_opens() {
+    let with_records = V2_TWO_ENTRIES.bytes();
+    let without = &with_records[..format::HEADER_BYTES];
+    let bodies: Vec<Vec<u8>> = V2_TWO_ENTRIES
+        .bodies()
+        .iter()
+        .map(|body| entry::encode(body).unwrap())
+        .collect();
+    for (bytes, before) in [(with_records, &bodies[..]), (without, &bodies[..0])] {
+        for step in 1.. {
+            let fs = disk_with_segment(bytes);
+            for dir in ["/", STORE, "/store/log"] {
+                fs.sync_dir(Path::new(dir)).unwrap();
+            }
+            let log = open_log(&fs, false);
+            fs.crash_at_step(fs.steps() + step);
+            let acknowledged = log.append(&[b"after".to_vec()]).is_ok();
+            let _ = log.close();
+            drop(log);
+            for image in [fs.power_loss_image(step), fs.process_crash_image()] {
+                for _ in 0..2 {
+                    let log = open_log(&image, false);
+                    let read: Vec<Vec<u8>> =
+                        log.iter_from(1).map(|entry| entry.unwrap().body).collect();
+                    assert_eq!(&read[..before.len()], before, "step {step}");
+                    let appended = &read[before.len()..];
+                    assert!(appended.len() <= 1, "step {step}");
+                    assert!(!acknowledged || appended == [b"after"], "step {step}");
+                    log.close().unwrap();
+                }
+            }
+            if !fs.crashed() {
+                // The roll makes a file, syncs it and the directory, trims the old segment;
+                // the header in place is a write and a sync.
+                assert!(step > 2, "the append took only {step} steps");
+                break;
+            }
+        }
+    }
+}
+
+/// F-53: an `EventSkipped` (kind 8, version 3) in a segment of version 2 was not written by a
+/// ledger of that version: the log frames and chains it, and the ledger refuses its body.
+#[test]
+fn an_event_skipped_entry_in_a_version_2_segment_is_refused() {
+    let mut bytes = V2_EVERY_KIND.bytes().to_vec();
+    let (records, _) = walk_segment(&bytes);
+    let last = records.last().unwrap();
+    let body = entry::encode(&EntryBody::EventSkipped(EventSkipped {
+        consumer: "backup".into(),
+        seq: 2,
+        reason: "sent by hand".into(),
+        inserted_at: at(11),
+    }))
+    .unwrap();
+    let seq = last.seq + 1;
+    let fixed = format::RecordFixed {
+        seq,
+        batch_first_seq: seq,
+        previous_hash: last.block_hash,
+        block_hash: spec_block_hash(2, seq, &last.block_hash, &body),
+    };
+    format::encode_record(&mut bytes, &fixed, &body);
+    let fs = disk_with_segment(&bytes);
+    let log = open_log(&fs, true);
+    assert_eq!(log.read(seq).unwrap().version, 2);
+    drop(log);
+    let error = Ledger::open_with(Arc::new(fs), Path::new(STORE), fixed_clock(at(60)))
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(error.code(), "BAD_ENTRY", "{error}");
+    assert!(error.to_string().contains("version 3"), "{error}");
 }
 
 #[test]
@@ -1070,7 +1269,13 @@ fn the_documented_constants_are_the_code_constants() {
         .collect();
     assert_eq!(documented, code);
     assert_eq!(&format::SEGMENT_MAGIC, b"FOLIOSEG");
-    assert_eq!(format::HASH_DOMAIN_TAG, SPEC_DOMAIN_TAG);
+    assert_eq!(format::HASH_DOMAIN_TAG, spec_domain_tag(SPEC_VERSION));
+    // F-60: the versions read, oldest first, each with its tag; the last is written.
+    let read: Vec<(u32, &[u8])> = format::FORMAT_VERSIONS_READ
+        .iter()
+        .map(|version| (version.number, &version.domain_tag[..]))
+        .collect();
+    assert_eq!(read, [2, 3].map(|v| (v, spec_domain_tag(v))));
     // F-60: the tag names the version.
     let tag = format!("folio-entry-v{}", format::FORMAT_VERSION);
     assert_eq!(format::HASH_DOMAIN_TAG, tag.as_bytes());

@@ -323,7 +323,7 @@ fn unknown_format_version_is_a_clear_error() {
     match open(&fs, options(4096)) {
         Err(LogError::UnsupportedVersion {
             found: 9,
-            expected: 2,
+            expected: format::FORMAT_VERSION,
             ..
         }) => {}
         other => panic!("expected an unsupported version, got {other:?}"),

@@ -9,6 +9,7 @@ mod output;
 mod post;
 mod query;
 mod report;
+mod skip;
 mod sync;
 
 use std::path::PathBuf;
@@ -141,6 +142,18 @@ enum Command {
     /// Push a consumer's events to an HTTP receiver or a NATS JetStream stream, acking each
     /// delivered batch.
     Sync(sync::SyncArgs),
+    /// Skip a consumer's next entry with an event, which it cannot receive, recording why: its
+    /// cursor moves past it.
+    Skip {
+        #[arg(long)]
+        consumer: String,
+        /// The entry to skip: the consumer's next entry with an event.
+        #[arg(long, value_parser = number::<u64>)]
+        seq: u64,
+        /// Why, recorded in the log: 1 to 1024 bytes, no control characters.
+        #[arg(long)]
+        reason: String,
+    },
     /// Simulate a point-of-sale day on a demo store, verify it, and print the books.
     Demo {
         /// Transactions to simulate.
@@ -272,6 +285,11 @@ fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Stats => query::stats(&store()?, json),
         Command::Consumers => sync::consumers(&store()?, json),
         Command::Sync(args) => sync::sync(&store()?, args, json),
+        Command::Skip {
+            consumer,
+            seq,
+            reason,
+        } => skip::skip(&store()?, &consumer, seq, &reason, json),
         Command::Demo { transactions } => {
             let dir = cli
                 .store

@@ -127,6 +127,8 @@ pub enum EntryBody {
     OverdraftSet(OverdraftSet),
     /// A consumer of the outbox acknowledged the entries up to a seq (format version 2).
     ConsumerAcked(ConsumerAcked),
+    /// A consumer of the outbox skipped one entry it cannot receive (format version 3).
+    EventSkipped(EventSkipped),
 }
 
 /// The store's identity, made at `init`.
@@ -238,6 +240,22 @@ pub struct ConsumerAcked {
     /// The last seq the consumer acknowledged: below this entry's own seq, and at least the
     /// consumer's cursor before it.
     pub seq: u64,
+    pub inserted_at: i64,
+}
+
+/// A consumer skipped the entry `seq`, its next entry with an event, which it cannot receive
+/// (an event that cannot be made, `NOT_EXPORTABLE`), with the operator's reason: its cursor
+/// moves to `seq` as a `ConsumerAcked` would move it (`docs/sync.md`, "Skipping an entry").
+/// Produces no event. Format version 3 and later (F-58).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct EventSkipped {
+    /// The consumer's name (the grammar of a ledger name).
+    pub consumer: String,
+    /// The entry skipped: above the consumer's cursor before it, and below this entry's own seq.
+    pub seq: u64,
+    /// Why: 1 to `model::SKIP_REASON_BYTES_MAX` (1024) bytes of UTF-8 without control
+    /// characters.
+    pub reason: String,
     pub inserted_at: i64,
 }
 
@@ -386,7 +404,40 @@ impl EntryBody {
             EntryBody::TransactionMetadataSet(entry) => Some(&entry.ledger),
             EntryBody::TransactionMetadataDeleted(entry) => Some(&entry.ledger),
             EntryBody::OverdraftSet(entry) => Some(&entry.ledger),
-            EntryBody::ConsumerAcked(_) => None,
+            EntryBody::ConsumerAcked(_) | EntryBody::EventSkipped(_) => None,
+        }
+    }
+
+    /// Whether an entry of this kind becomes an event (`docs/events.md`): an outbox consumer's
+    /// next entry with an event is the next one of such a kind, whether or not its event can
+    /// be made.
+    pub fn has_event(&self) -> bool {
+        match self {
+            EntryBody::Transaction(_)
+            | EntryBody::AccountMetadataSet(_)
+            | EntryBody::AccountMetadataDeleted(_)
+            | EntryBody::TransactionMetadataSet(_)
+            | EntryBody::TransactionMetadataDeleted(_) => true,
+            EntryBody::StoreCreated(_)
+            | EntryBody::OverdraftSet(_)
+            | EntryBody::ConsumerAcked(_)
+            | EntryBody::EventSkipped(_) => false,
+        }
+    }
+
+    /// The first format version whose segments may hold an entry of this kind (F-53): a
+    /// reader refuses one found in a segment of an older version.
+    pub fn format_version_min(&self) -> u32 {
+        match self {
+            EntryBody::StoreCreated(_)
+            | EntryBody::Transaction(_)
+            | EntryBody::AccountMetadataSet(_)
+            | EntryBody::AccountMetadataDeleted(_)
+            | EntryBody::TransactionMetadataSet(_)
+            | EntryBody::TransactionMetadataDeleted(_)
+            | EntryBody::OverdraftSet(_) => 1,
+            EntryBody::ConsumerAcked(_) => 2,
+            EntryBody::EventSkipped(_) => 3,
         }
     }
 }

@@ -3,6 +3,16 @@
 //! unknown outcome). Defined with the domain, whose grammar checks and validation return it;
 //! the ledger handle (`crate::ledger`) returns it too, and re-exports it.
 
+/// What a refused skip says of the consumer's next entry with an event.
+fn describe_next(cursor: u64, next: Option<u64>) -> String {
+    match next {
+        Some(next) => {
+            format!("its next entry with an event after its cursor {cursor} is seq {next}")
+        }
+        None => format!("no entry after its cursor {cursor} has an event"),
+    }
+}
+
 /// An error of the ledger: of a request, or of the store it was made to.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -96,6 +106,19 @@ pub enum LedgerError {
         consumer: String,
         seq: u64,
         cursor: u64,
+    },
+    /// A consumer may skip only its next entry with an event (`Ledger::skip`): `seq` is at or
+    /// below its cursor, past the head, or an entry with an event comes before it (`next`, or
+    /// `None` when no entry after the cursor has one). Nothing was written.
+    #[error(
+        "consumer {consumer} cannot skip seq {seq}: {}",
+        describe_next(*cursor, *next)
+    )]
+    SkipNotNext {
+        consumer: String,
+        seq: u64,
+        cursor: u64,
+        next: Option<u64>,
     },
     /// The handle was closed.
     #[error("the ledger handle is closed")]

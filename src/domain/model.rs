@@ -93,6 +93,21 @@ pub fn check_consumer_name(name: &str) -> Result<(), LedgerError> {
     Ok(())
 }
 
+/// Longest reason an `EventSkipped` entry records, in bytes.
+pub const SKIP_REASON_BYTES_MAX: usize = 1024;
+
+/// Checks the reason recorded with a skipped entry: 1 to [`SKIP_REASON_BYTES_MAX`] bytes of
+/// UTF-8 without control characters, so that it prints on one line as it was given.
+pub fn check_skip_reason(reason: &str) -> Result<(), LedgerError> {
+    if reason.is_empty() || reason.len() > SKIP_REASON_BYTES_MAX {
+        return Err(invalid("reason", reason, "must be 1 to 1024 bytes"));
+    }
+    if reason.chars().any(char::is_control) {
+        return Err(invalid("reason", reason, "may not hold control characters"));
+    }
+    Ok(())
+}
+
 /// Checks an account address: segments of `[A-Za-z0-9_-]+` separated by `:`, at most 256 bytes.
 pub fn check_account(field: &'static str, address: &str) -> Result<(), LedgerError> {
     if address.is_empty() || address.len() > ACCOUNT_BYTES_MAX {

@@ -218,7 +218,7 @@ pub enum TargetId {
 }
 
 /// The event of one entry, or `None` for the kinds that have none (`StoreCreated`,
-/// `OverdraftSet`, `ConsumerAcked`). `reverted` must be the entry of the transaction a revert
+/// `OverdraftSet`, `ConsumerAcked`, `EventSkipped`). `reverted` must be the entry of the transaction a revert
 /// reverts (read it with [`super::reverted_of`]) and `None` otherwise. Pure: the same inputs
 /// give the same event, so an entry exported twice is the same event twice.
 pub fn event_of(
@@ -229,7 +229,10 @@ pub fn event_of(
 ) -> Result<Option<Event>, ExportError> {
     let seq = entry.seq;
     let (inserted_at, payload) = match body {
-        EntryBody::StoreCreated(_) | EntryBody::OverdraftSet(_) | EntryBody::ConsumerAcked(_) => {
+        EntryBody::StoreCreated(_)
+        | EntryBody::OverdraftSet(_)
+        | EntryBody::ConsumerAcked(_)
+        | EntryBody::EventSkipped(_) => {
             return Ok(None);
         }
         EntryBody::Transaction(tx) => match (tx.reverts, reverted) {

@@ -554,6 +554,65 @@ impl Ledger {
         }
     }
 
+    /// Skips the entry `seq` for an outbox consumer, recording `reason`: appends an
+    /// `EventSkipped` entry that moves the consumer's cursor to `seq` as [`Ledger::ack`] would
+    /// (`docs/sync.md`, "Skipping an entry"), durable before it returns. `seq` must be the
+    /// consumer's next entry with an event (every entry between its cursor and `seq` has
+    /// none), so that nothing else is ever skipped: otherwise `SkipNotNext`, naming the next
+    /// one. A consumer that never acknowledged anything has cursor 0. The reason is 1 to 1024
+    /// bytes of UTF-8 without control characters (`InvalidInput`).
+    ///
+    /// ```
+    /// use folio::{Ledger, PostRequest, Posting};
+    /// let dir = tempfile::tempdir()?;
+    /// let ledger = Ledger::create(dir.path().join("store"))?;
+    /// let sale = Posting::new("world", "till:1", "5", "EUR/2")?;
+    /// let id = ledger.post(PostRequest::new("main", vec![sale]))?.id;
+    /// ledger.skip("central", id, "delivered by hand")?;
+    /// assert_eq!(ledger.cursor("central")?, id);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn skip(&self, consumer: &str, seq: u64, reason: &str) -> Result<Committed, Error> {
+        model::check_consumer_name(consumer)?;
+        model::check_skip_reason(reason)?;
+        self.check_readable()?;
+        let cursor = self.inner.state.read_tables()?.cursor(consumer)?;
+        let next = self.next_event_seq(cursor)?;
+        if next != Some(seq) {
+            let consumer = consumer.to_string();
+            return Err(LedgerError::SkipNotNext {
+                consumer,
+                seq,
+                cursor,
+                next,
+            }
+            .into());
+        }
+        let op = Op::Skip {
+            consumer: consumer.into(),
+            seq,
+            reason: reason.into(),
+            cursor_read: cursor,
+        };
+        expect_committed(self.submit_one(op))
+    }
+
+    /// The first entry after `seq_after` whose kind has an event, if any.
+    fn next_event_seq(&self, seq_after: u64) -> Result<Option<u64>, Error> {
+        let log = self.log();
+        let head = log.head().seq;
+        for entry in log.iter_from(seq_after + 1) {
+            let entry = entry?;
+            if entry.seq > head {
+                break;
+            }
+            if replay::decode_body(&entry)?.has_event() {
+                return Ok(Some(entry.seq));
+            }
+        }
+        Ok(None)
+    }
+
     /// The materialized state (for the outbox's cursor reads).
     pub(crate) fn state(&self) -> Result<&State, Error> {
         self.check_readable()?;

@@ -12,8 +12,8 @@ use crate::Error;
 use crate::domain::LedgerError;
 use crate::domain::entry::{
     AccountMetadataDeleted, AccountMetadataSet, CanonicalRequest, ConsumerAcked, Dec, EntryBody,
-    OverdraftSet, PostingEntry, PostingSeq, TransactionEntry, TransactionMetadataDeleted,
-    TransactionMetadataSet, VolumeChange,
+    EventSkipped, OverdraftSet, PostingEntry, PostingSeq, TransactionEntry,
+    TransactionMetadataDeleted, TransactionMetadataSet, VolumeChange,
 };
 use crate::domain::model::{self, Metadata, Overdraft, Volumes, WORLD};
 use crate::state::StateError;
@@ -55,6 +55,14 @@ pub(crate) enum Op {
     Ack {
         consumer: String,
         seq: u64,
+    },
+    /// An outbox consumer skips the entry `seq`: the caller read the log and found it the
+    /// consumer's next entry with an event as seen from the cursor `cursor_read`.
+    Skip {
+        consumer: String,
+        seq: u64,
+        reason: String,
+        cursor_read: u64,
     },
 }
 
@@ -178,6 +186,12 @@ pub(crate) fn validate(ctx: &Context<'_>, op: &Op) -> Result<Decision, Error> {
             policy,
         } => validate_overdraft(ctx, ledger, account, asset, *policy),
         Op::Ack { consumer, seq } => validate_ack(ctx, consumer, *seq),
+        Op::Skip {
+            consumer,
+            seq,
+            reason,
+            cursor_read,
+        } => validate_skip(ctx, consumer, *seq, reason, *cursor_read),
     }
 }
 
@@ -214,6 +228,39 @@ fn validate_ack(ctx: &Context<'_>, consumer: &str, seq: u64) -> Result<Decision,
         inserted_at: ctx.now,
     };
     Ok(Decision::Append(EntryBody::ConsumerAcked(acked)))
+}
+
+/// A skip is written only while `seq` is still the consumer's next entry with an event: the
+/// entries between `cursor_read` and `seq` have none (the caller read them, and the log does
+/// not change), so any cursor from `cursor_read` up to below `seq` still has `seq` next.
+fn validate_skip(
+    ctx: &Context<'_>,
+    consumer: &str,
+    seq: u64,
+    reason: &str,
+    cursor_read: u64,
+) -> Result<Decision, Error> {
+    model::check_consumer_name(consumer)?;
+    model::check_skip_reason(reason)?;
+    let cursor = ctx.view.cursor(consumer)?;
+    if cursor < cursor_read || cursor >= seq || seq >= ctx.seq {
+        let consumer = consumer.to_string();
+        let next = None;
+        return Err(LedgerError::SkipNotNext {
+            consumer,
+            seq,
+            cursor,
+            next,
+        }
+        .into());
+    }
+    let skipped = EventSkipped {
+        consumer: consumer.to_string(),
+        seq,
+        reason: reason.to_string(),
+        inserted_at: ctx.now,
+    };
+    Ok(Decision::Append(EntryBody::EventSkipped(skipped)))
 }
 
 fn check_target(ledger: &str, account: &str) -> Result<(), Error> {

@@ -18,11 +18,16 @@ pub enum LogError {
     /// `create` found a log already there.
     #[error("{path} already holds a log")]
     AlreadyExists { path: PathBuf },
-    /// A segment of a format version this build cannot read.
-    #[error("segment {segment} has format version {found}; this build reads version {expected}")]
+    /// A segment of a format version this build cannot read (`format::FORMAT_VERSIONS_READ`).
+    #[error(
+        "segment {segment} has format version {found}; this build reads versions {} to \
+         {expected}",
+        super::format::FORMAT_VERSIONS_READ[0].number
+    )]
     UnsupportedVersion {
         segment: String,
         found: u32,
+        /// The newest version this build reads, the one it writes.
         expected: u32,
     },
     /// Acknowledged data is damaged or missing; the log refuses to open (fail-stop).

@@ -2,7 +2,8 @@
 //!
 //! Everything here is pure (no I/O) and implements `docs/format.md` sections 2 to 5; the
 //! normative ids (`F-xx`) in comments refer to that document. A change to anything in this
-//! file that alters bytes on disk must bump [`FORMAT_VERSION`].
+//! file that alters bytes on disk must bump [`FORMAT_VERSION`]; [`FORMAT_VERSIONS_READ`] is
+//! the one place that says which versions this build reads (F-60).
 
 /// A blake3 digest: `block_hash` and `previous_hash` of an entry.
 pub type Hash = [u8; 32];
@@ -10,14 +11,64 @@ pub type Hash = [u8; 32];
 /// The all-zeros hash that entry 1 chains to (F-12).
 pub const HASH_ZERO: Hash = [0u8; 32];
 
-/// Version of the on-disk format, written in every segment header (F-03).
-pub const FORMAT_VERSION: u32 = 2;
+/// Version of the on-disk format this build writes in the header of every new segment (F-03).
+pub const FORMAT_VERSION: u32 = 3;
+
+/// Every format version this build reads, oldest first, each with the domain tag that hashes
+/// the entries of its segments (F-11, F-60). The last is the one it writes. Supporting a new
+/// version is one more row here (and what its entries may hold, in the layer that decodes
+/// bodies); a store may hold segments of several of these versions, in this order.
+pub const FORMAT_VERSIONS_READ: [FormatVersion; 2] = [
+    FormatVersion {
+        number: 2,
+        domain_tag: *b"folio-entry-v2",
+    },
+    FormatVersion {
+        number: 3,
+        domain_tag: *b"folio-entry-v3",
+    },
+];
+
+const _: () =
+    assert!(FORMAT_VERSIONS_READ[FORMAT_VERSIONS_READ.len() - 1].number == FORMAT_VERSION);
 
 /// First bytes of every segment file (F-02).
 pub const SEGMENT_MAGIC: [u8; 8] = *b"FOLIOSEG";
 
-/// Domain tag that starts the hash input of every entry; it carries the format version (F-11).
-pub const HASH_DOMAIN_TAG: &[u8; 14] = b"folio-entry-v2";
+/// Domain tag that starts the hash input of every entry this build writes; it carries the
+/// format version (F-11).
+pub const HASH_DOMAIN_TAG: &[u8; 14] = &FormatVersion::CURRENT.domain_tag;
+
+/// A format version this build reads (one of [`FORMAT_VERSIONS_READ`]): its number, as the
+/// segment header writes it, and the domain tag of its hash input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FormatVersion {
+    pub number: u32,
+    /// `folio-entry-v` and the number in decimal (F-60).
+    pub domain_tag: [u8; 14],
+}
+
+impl FormatVersion {
+    /// The version this build writes.
+    pub const CURRENT: FormatVersion = FORMAT_VERSIONS_READ[FORMAT_VERSIONS_READ.len() - 1];
+
+    /// The version with this number, if this build reads it.
+    pub fn of(number: u32) -> Option<FormatVersion> {
+        FORMAT_VERSIONS_READ
+            .into_iter()
+            .find(|version| version.number == number)
+    }
+
+    /// `block_hash` as segments of this version compute it (F-11).
+    pub fn block_hash(&self, seq: u64, previous_hash: &Hash, body: &[u8]) -> Hash {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&self.domain_tag);
+        hasher.update(&seq.to_le_bytes());
+        hasher.update(previous_hash);
+        hasher.update(body);
+        *hasher.finalize().as_bytes()
+    }
+}
 
 /// Size of a segment header.
 pub const HEADER_BYTES: usize = 64;
@@ -72,6 +123,9 @@ pub fn parse_segment_name(name: &str) -> Option<u64> {
 /// reserved u32 | crc32 u32 }`, little-endian, 64 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentHeader {
+    /// The version of this segment: which domain tag hashes its entries, and which kinds of
+    /// entry it may hold (F-03).
+    pub version: FormatVersion,
     pub first_seq: u64,
     pub previous_hash: Hash,
 }
@@ -95,7 +149,7 @@ impl SegmentHeader {
     pub fn encode(&self) -> [u8; HEADER_BYTES] {
         let mut out = [0u8; HEADER_BYTES];
         out[0..8].copy_from_slice(&SEGMENT_MAGIC);
-        out[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out[8..12].copy_from_slice(&self.version.number.to_le_bytes());
         out[12..16].copy_from_slice(&(HEADER_BYTES as u32).to_le_bytes());
         out[16..24].copy_from_slice(&self.first_seq.to_le_bytes());
         out[24..56].copy_from_slice(&self.previous_hash);
@@ -117,10 +171,10 @@ impl SegmentHeader {
         if crc32fast::hash(&bytes[0..60]) != read_u32(bytes, 60) {
             return Err(HeaderFault::Checksum);
         }
-        let version = read_u32(bytes, 8);
-        if version != FORMAT_VERSION {
-            return Err(HeaderFault::Version(version));
-        }
+        let number = read_u32(bytes, 8);
+        let Some(version) = FormatVersion::of(number) else {
+            return Err(HeaderFault::Version(number));
+        };
         if read_u32(bytes, 12) != HEADER_BYTES as u32 || read_u32(bytes, 56) != 0 {
             return Err(HeaderFault::Field);
         }
@@ -129,20 +183,17 @@ impl SegmentHeader {
             return Err(HeaderFault::Field);
         }
         Ok(SegmentHeader {
+            version,
             first_seq,
             previous_hash: read_hash(bytes, 24),
         })
     }
 }
 
-/// `block_hash = blake3(domain tag || seq u64 LE || previous_hash || body)` (F-11).
+/// `block_hash = blake3(domain tag || seq u64 LE || previous_hash || body)` (F-11), as this
+/// build writes it (the tag of [`FORMAT_VERSION`]).
 pub fn block_hash(seq: u64, previous_hash: &Hash, body: &[u8]) -> Hash {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(HASH_DOMAIN_TAG);
-    hasher.update(&seq.to_le_bytes());
-    hasher.update(previous_hash);
-    hasher.update(body);
-    *hasher.finalize().as_bytes()
+    FormatVersion::CURRENT.block_hash(seq, previous_hash, body)
 }
 
 /// Appends one framed record to `out` (F-20).
@@ -289,6 +340,7 @@ mod tests {
     #[test]
     fn header_round_trips_and_rejects_every_single_byte_change() {
         let header = SegmentHeader {
+            version: FormatVersion::CURRENT,
             first_seq: 42,
             previous_hash: [7u8; 32],
         };

@@ -26,7 +26,7 @@ pub use error::{CorruptionKind, LogError};
 pub use format::{HASH_ZERO, Hash};
 pub use reader::LogIter;
 
-use format::SegmentHeader;
+use format::{FormatVersion, SegmentHeader};
 use recovery::{Expect, Scanned};
 use vfs::{FileBytes, OpenMode, Vfs, VfsFile};
 use writer::{NotWritable, Writer};
@@ -68,6 +68,9 @@ pub struct Head {
 /// One entry, as read back from the log (its crc, seq and hash checked).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// The format version of the segment that holds it (F-03): the layer that decodes bodies
+    /// refuses a kind of entry that version may not hold.
+    pub version: u32,
     pub seq: u64,
     /// Seq of the first entry of the append that wrote this one.
     pub batch_first_seq: u64,
@@ -127,6 +130,8 @@ enum Source {
 #[derive(Debug)]
 struct SegmentView {
     name: String,
+    /// From the header: the domain tag of its hashes, what its entries may hold.
+    version: FormatVersion,
     first_seq: u64,
     /// Byte offset of each record, in seq order.
     offsets: Vec<u32>,
@@ -398,6 +403,7 @@ fn write_first_segment(
     };
     let file = vfs.open(&path, OpenMode::CreateNew).map_err(io)?;
     let header = SegmentHeader {
+        version: FormatVersion::CURRENT,
         first_seq: 1,
         previous_hash: HASH_ZERO,
     };
@@ -411,6 +417,8 @@ fn write_first_segment(
 #[derive(Debug)]
 struct Active {
     file: Arc<dyn VfsFile>,
+    /// Its header, for the writer: a segment of an older version is never appended to (F-40).
+    header: SegmentHeader,
     end_bytes: u64,
     /// Bytes the file has (its records and any preallocated zeros).
     file_bytes: u64,
@@ -593,6 +601,7 @@ impl Opener<'_> {
         path: &Path,
     ) -> Result<Vec<u8>, LogError> {
         let header = SegmentHeader {
+            version: FormatVersion::CURRENT,
             first_seq: 1,
             previous_hash: HASH_ZERO,
         }
@@ -666,6 +675,7 @@ impl Opener<'_> {
         let records = last.offsets.len() as u64;
         Ok(Active {
             file,
+            header: scanned.header,
             end_bytes: scanned.end_bytes,
             file_bytes,
             records,
@@ -755,6 +765,7 @@ fn is_torn_header(bytes: &[u8]) -> bool {
 fn segment_view(name: &str, scanned: &Scanned, source: Source) -> SegmentView {
     SegmentView {
         name: name.to_string(),
+        version: scanned.header.version,
         first_seq: scanned.header.first_seq,
         offsets: scanned.offsets.clone(),
         end_bytes: scanned.end_bytes,

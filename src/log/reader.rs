@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::error::{CorruptionKind, LogError};
-use super::format::{self, FrameFault, Hash};
+use super::format::{self, FormatVersion, FrameFault, Hash};
 use super::vfs::FileBytes;
 use super::{Entry, LogReader, Source};
 
@@ -26,9 +26,11 @@ impl LogReader {
             }
             let segment = &view.segments[view.segment_of(seq)];
             let (start, end) = segment.record_range(seq);
-            (segment.name.clone(), start, end, segment.source.clone())
+            let name = (segment.name.clone(), segment.version);
+            (name, start, end, segment.source.clone())
         };
-        let chunk = Chunk::load(&name, source, (start, end), seq, vec![start])?;
+        let (name, version) = name;
+        let chunk = Chunk::load((&name, version), source, (start, end), seq, vec![start])?;
         chunk.decode_at(0, seq, None)
     }
 
@@ -49,6 +51,8 @@ impl LogReader {
 #[derive(Debug)]
 struct Chunk {
     segment: String,
+    /// The segment's format version: the domain tag of its hashes.
+    version: FormatVersion,
     bytes: ChunkBytes,
     /// File offset of `bytes[0]`.
     base_bytes: u64,
@@ -66,7 +70,7 @@ enum ChunkBytes {
 impl Chunk {
     /// Loads the records at file offsets `offsets`, which lie in `range` (file offsets).
     fn load(
-        segment: &str,
+        (segment, version): (&str, FormatVersion),
         source: Source,
         (start, end): (u64, u64),
         seq_first: u64,
@@ -90,6 +94,7 @@ impl Chunk {
         };
         Ok(Chunk {
             segment: segment.to_string(),
+            version,
             bytes,
             base_bytes,
             offsets,
@@ -143,10 +148,15 @@ impl Chunk {
         if hash_prior.is_some_and(|prior| prior != fixed.previous_hash) {
             return Err(corrupt(CorruptionKind::ChainBreak));
         }
-        if format::block_hash(seq, &fixed.previous_hash, record.body) != fixed.block_hash {
+        if self
+            .version
+            .block_hash(seq, &fixed.previous_hash, record.body)
+            != fixed.block_hash
+        {
             return Err(corrupt(CorruptionKind::BadHash));
         }
         Ok(Entry {
+            version: self.version.number,
             seq,
             batch_first_seq: fixed.batch_first_seq,
             previous_hash: fixed.previous_hash,
@@ -190,9 +200,15 @@ impl LogIter<'_> {
             end = record_end;
         }
         let source = segment.source.clone();
-        let name = segment.name.clone();
+        let (name, version) = (segment.name.clone(), segment.version);
         drop(view);
-        Chunk::load(&name, source, (start, end), self.seq_next, offsets)
+        Chunk::load(
+            (&name, version),
+            source,
+            (start, end),
+            self.seq_next,
+            offsets,
+        )
     }
 
     fn next_entry(&mut self) -> Result<Entry, LogError> {

@@ -190,7 +190,8 @@ fn walk_records(bytes: &[u8], scanned: &mut Scanned) -> Result<(), Damage> {
         }
         // A record whose crc holds but whose hash does not was written that way or altered
         // with its crc fixed: never a torn write, so it is refused, never cut.
-        if format::block_hash(fixed.seq, &fixed.previous_hash, record.body) != fixed.block_hash {
+        let version = scanned.header.version;
+        if version.block_hash(fixed.seq, &fixed.previous_hash, record.body) != fixed.block_hash {
             return Err(damage(DamageKind::Chain(CorruptionKind2::BadHash)));
         }
         if !batch_continues(fixed, batch_first_seq) {

@@ -1,6 +1,7 @@
 //! Appending: a batch of entries is hashed, framed into one buffer, written with one write
 //! and made durable with one `fdatasync` (`docs/format.md` section 5). Rolling to a new
-//! segment happens before a batch that would not fit. A failed write or sync poisons the
+//! segment happens before a batch that would not fit, and before the first batch into a
+//! segment of an older format version (F-40). A failed write or sync poisons the
 //! writer: the outcome is unknown until the log is reopened, and a sync is never retried.
 
 use std::io;
@@ -8,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::format::{self, BATCH_BYTES_MAX, BATCH_ENTRIES_MAX, BODY_BYTES_MAX, HEADER_BYTES};
-use super::format::{RecordFixed, SegmentHeader};
+use super::format::{FormatVersion, RecordFixed, SegmentHeader};
 use super::vfs::{self, OpenMode, VfsFile};
 use super::{Active, Appended, Head, Log, LogError, LogOptions, SegmentView, Source};
 
@@ -16,6 +17,8 @@ use super::{Active, Appended, Head, Log, LogError, LogOptions, SegmentView, Sour
 #[derive(Debug)]
 pub(super) struct Writer {
     file: Arc<dyn VfsFile>,
+    /// The active segment's header: its version decides whether a batch may go into it.
+    header: SegmentHeader,
     /// Where the next record goes in the active segment.
     end_bytes: u64,
     /// Bytes the active segment file has (preallocated or grown).
@@ -67,6 +70,7 @@ impl Writer {
     ) -> Writer {
         Writer {
             file: active.file,
+            header: active.header,
             end_bytes: active.end_bytes,
             file_bytes: active.file_bytes.max(active.end_bytes),
             records_in_segment: active.records,
@@ -187,8 +191,15 @@ impl Log {
         }
         let (appended, buf_offsets) = writer.encode_batch(bodies);
         let batch_bytes = writer.buf.len() as u64;
-        if writer.records_in_segment > 0 && writer.end_bytes + batch_bytes > writer.segment_bytes {
+        // Entries are only ever appended to a segment of the version this build writes (the
+        // batch was hashed with its tag): an older one is sealed by a roll, or, holding no
+        // record, takes the current header in place (F-40).
+        let older = writer.header.version != FormatVersion::CURRENT;
+        let full = writer.end_bytes + batch_bytes > writer.segment_bytes;
+        if writer.records_in_segment > 0 && (full || older) {
             self.roll(&mut writer)?;
+        } else if older {
+            self.upgrade_empty(&mut writer)?;
         }
         self.ensure_room(&mut writer, batch_bytes)?;
         let at = writer.end_bytes;
@@ -247,6 +258,7 @@ impl Log {
         let path = self.log_dir.join(&name);
         let file = self.create_segment(writer, &path)?;
         let header = SegmentHeader {
+            version: FormatVersion::CURRENT,
             first_seq,
             previous_hash: writer.head.block_hash,
         };
@@ -270,6 +282,7 @@ impl Log {
             }
             view.segments.push(SegmentView {
                 name,
+                version: header.version,
                 first_seq,
                 offsets: Vec::new(),
                 end_bytes: HEADER_BYTES as u64,
@@ -277,9 +290,32 @@ impl Log {
             });
         }
         writer.file = file;
+        writer.header = header;
         writer.end_bytes = HEADER_BYTES as u64;
         writer.file_bytes = writer.segment_bytes;
         writer.records_in_segment = 0;
+        Ok(())
+    }
+
+    /// Rewrites the header of an active segment that holds no record and is of an older
+    /// version with the current version (F-40): a roll would make a file of the same name. The
+    /// header lies in one sector, written whole or not at all (A3), and either header is valid
+    /// for a segment without records, so a crash at any point leaves a log that opens.
+    fn upgrade_empty(&self, writer: &mut Writer) -> Result<(), LogError> {
+        let header = SegmentHeader {
+            version: FormatVersion::CURRENT,
+            ..writer.header
+        };
+        let written = writer
+            .file
+            .write_all_at(&header.encode(), 0)
+            .and_then(|()| writer.file.sync_data());
+        written.map_err(|source| writer.poison(source))?;
+        writer.header = header;
+        let mut view = self.view_write();
+        if let Some(active) = view.segments.last_mut() {
+            active.version = header.version;
+        }
         Ok(())
     }
 

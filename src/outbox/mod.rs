@@ -1,7 +1,8 @@
 //! The outbox: the log itself, read as events by named consumers, each with a durable cursor
 //! (`docs/sync.md`). There is no second queue: [`Ledger::events_since`] maps the entries after a
 //! seq to events with the same code as `export --format events` (`crate::export::entry_event`),
-//! and [`Ledger::ack`] records a cursor as a `ConsumerAcked` entry, so cursors are in the hash
+//! and [`Ledger::ack`] records a cursor as a `ConsumerAcked` entry ([`Ledger::skip`] as an
+//! `EventSkipped` one, past an entry the consumer cannot receive), so cursors are in the hash
 //! chain, survive crashes and `replay`, and are checked by `verify` like every other row.
 //! [`http`] pushes a consumer's events to an HTTP endpoint (`folio sync --url`), [`nats`] to a
 //! NATS JetStream stream (`folio sync --nats`); both share `http`'s retry and batch loop.
@@ -17,7 +18,7 @@ pub use error::OutboxError;
 
 use crate::Error;
 use crate::domain::entry::EntryBody;
-use crate::export::{Event, entry_event};
+use crate::export::{Event, ExportError, entry_event};
 use crate::ledger::{Ledger, model};
 use crate::log::LogError;
 use crate::replay;
@@ -64,8 +65,8 @@ impl BatchLimits {
 }
 
 /// The events of the entries `seq_after + 1 ..= seq_last`, in log order. Entries of kinds
-/// without an event (`OverdraftSet`, `ConsumerAcked`) are covered but give nothing: acking
-/// `seq_last` once the events are delivered moves the cursor past them too.
+/// without an event (`OverdraftSet`, `ConsumerAcked`, `EventSkipped`) are covered but give
+/// nothing: acking `seq_last` once the events are delivered moves the cursor past them too.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxBatch {
     /// The seq the batch starts after (the cursor it was read from).
@@ -110,6 +111,12 @@ impl Ledger {
     /// `export --format events --since seq_after` writes, byte for byte once serialized. A
     /// `seq_after` past the head is `SEQ_OUT_OF_RANGE`. Reading never waits for writers; the
     /// batch ends at the head as it was when the call began.
+    ///
+    /// The batch stops before the first entry whose event cannot be made (`NOT_EXPORTABLE`),
+    /// covering everything before it, so that what can be delivered is; only when it would
+    /// hold no event at all is that entry's error returned (naming its seq), which stops the
+    /// consumer there until the entry is skipped ([`Ledger::skip`]). No entry past the
+    /// batch's last event is converted.
     ///
     /// ```
     /// use folio::{Ledger, PostRequest, Posting};
@@ -158,22 +165,32 @@ impl Ledger {
                 break;
             }
             let body = replay::decode_body(&entry)?;
-            let event = entry_event(log, self.store_id(), &entry, &body)?;
-            debug_assert_eq!(
-                event.is_some(),
-                has_event(&body),
-                "lag counts what export maps"
-            );
-            if let Some(event) = event {
-                let bytes = event_bytes(&event)?;
-                let full = batch.events.len() >= limits.events_max
-                    || (!batch.events.is_empty() && batch.events_bytes + bytes > limits.bytes_max);
-                if full {
-                    break;
-                }
-                batch.events.push(event);
-                batch.events_bytes += bytes;
+            if !has_event(&body) {
+                batch.seq_last = entry.seq;
+                continue;
             }
+            if batch.events.len() >= limits.events_max {
+                break;
+            }
+            let event = match entry_event(log, self.store_id(), &entry, &body) {
+                Ok(event) => event,
+                Err(ExportError::Store(error)) => return Err(error.into()),
+                // Stop before it: the next read starts here and returns the error. A batch
+                // without events would read as "caught up" to a sender, so then the error.
+                Err(_) if !batch.events.is_empty() => break,
+                Err(error) => return Err(error.into()),
+            };
+            let Some(event) = event else {
+                debug_assert!(false, "lag counts what export maps: entry {}", entry.seq);
+                batch.seq_last = entry.seq;
+                continue;
+            };
+            let bytes = event_bytes(&event)?;
+            if !batch.events.is_empty() && batch.events_bytes + bytes > limits.bytes_max {
+                break;
+            }
+            batch.events.push(event);
+            batch.events_bytes += bytes;
             batch.seq_last = entry.seq;
         }
         Ok(batch)
@@ -224,10 +241,7 @@ impl Ledger {
 
 /// Whether an entry of this kind becomes an event (`docs/events.md`).
 fn has_event(body: &EntryBody) -> bool {
-    !matches!(
-        body,
-        EntryBody::StoreCreated(_) | EntryBody::OverdraftSet(_) | EntryBody::ConsumerAcked(_)
-    )
+    body.has_event()
 }
 
 /// The size of an event as compact JSON.

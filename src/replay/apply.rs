@@ -107,6 +107,7 @@ mod tests {
 
     fn entry(seq: u64, body_bytes: usize) -> Entry {
         Entry {
+            version: crate::log::format::FORMAT_VERSION,
             seq,
             batch_first_seq: seq,
             previous_hash: [0; 32],

@@ -21,15 +21,25 @@ pub trait Replay {
     }
 }
 
-/// Decodes an entry's body.
+/// Decodes an entry's body, refusing a kind that the format version of the entry's segment
+/// may not hold (F-53): the entry was not written by a ledger of that version.
 pub fn decode_body(entry: &Entry) -> Result<EntryBody, Error> {
-    entry::decode(&entry.body).map_err(|error| {
-        StateError::BadEntry {
-            seq: entry.seq,
-            detail: error.to_string(),
-        }
-        .into()
-    })
+    let bad_entry = |detail: String| StateError::BadEntry {
+        seq: entry.seq,
+        detail,
+    };
+    let body: EntryBody =
+        entry::decode(&entry.body).map_err(|error| bad_entry(error.to_string()))?;
+    let version_min = body.format_version_min();
+    if version_min > entry.version {
+        return Err(bad_entry(format!(
+            "an entry of a kind added in format version {version_min}, in a segment of \
+             version {}",
+            entry.version
+        ))
+        .into());
+    }
+    Ok(body)
 }
 
 /// Feeds entries `seq_from..=seq_to` to `sink`, calling `progress` with each seq; returns how

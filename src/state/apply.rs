@@ -13,7 +13,7 @@ use super::tables::{
     Watermark, WriteTables, encode_row,
 };
 use crate::domain::entry::{self, Dec, EntryBody, OverdraftCode, TransactionEntry};
-use crate::domain::model::check_consumer_name;
+use crate::domain::model::{check_consumer_name, check_skip_reason};
 use crate::log::LogReader;
 
 /// Transaction entries by id, for the entries that change a transaction after it was posted
@@ -119,22 +119,13 @@ pub fn apply(
             }
         }
         EntryBody::ConsumerAcked(acked) => {
-            // Validation writes an ack only when it moves the cursor forward, to an entry
-            // before its own; a log that says otherwise was not written by the ledger.
-            let cursor = tables.cursor(&acked.consumer)?;
-            let named = check_consumer_name(&acked.consumer).is_ok();
-            if !named || acked.seq >= seq || acked.seq <= cursor {
-                return Err(inconsistent(
-                    seq,
-                    format!(
-                        "consumer {} acknowledges seq {} from cursor {cursor}",
-                        acked.consumer, acked.seq
-                    ),
-                ));
+            move_cursor(tables, seq, &acked.consumer, acked.seq)?;
+        }
+        EntryBody::EventSkipped(skipped) => {
+            if check_skip_reason(&skipped.reason).is_err() {
+                return Err(inconsistent(seq, "a skip whose reason breaks its grammar"));
             }
-            tables
-                .consumers
-                .insert(acked.consumer.as_str(), acked.seq)?;
+            move_cursor(tables, seq, &skipped.consumer, skipped.seq)?;
         }
     }
     Ok(())
@@ -144,6 +135,27 @@ pub fn apply(
 pub fn set_watermark(tables: &mut WriteTables<'_>, watermark: Watermark) -> Result<(), StateError> {
     let row = encode_row("meta", &watermark)?;
     tables.meta.insert(META_WATERMARK, &row[..])?;
+    Ok(())
+}
+
+/// Moves a consumer's cursor for the entry `seq` (a `ConsumerAcked` or an `EventSkipped`).
+/// Validation writes one only when it moves the cursor forward, to an entry before its own; a
+/// log that says otherwise was not written by the ledger.
+fn move_cursor(
+    tables: &mut WriteTables<'_>,
+    seq: u64,
+    consumer: &str,
+    to: u64,
+) -> Result<(), StateError> {
+    let cursor = tables.cursor(consumer)?;
+    let named = check_consumer_name(consumer).is_ok();
+    if !named || to >= seq || to <= cursor {
+        return Err(inconsistent(
+            seq,
+            format!("consumer {consumer} acknowledges seq {to} from cursor {cursor}"),
+        ));
+    }
+    tables.consumers.insert(consumer, to)?;
     Ok(())
 }
 
