@@ -10,6 +10,8 @@
 //! holds an event after a missing earlier one: an event over the stream's message size stops
 //! sync with nothing after it stored, and one refused by a full stream (`discard new`) is
 //! retried with nothing after it stored until there is room, then the rest arrives in order.
+//! Beside a follower whose server is stopped, `folio post` and `folio balances` succeed, and the
+//! follower (`--attempts-max 1`) outlives the outage and then publishes everything in order.
 
 #![allow(
     clippy::unwrap_used,
@@ -26,7 +28,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-use support::binary::{consumers, cursor_of, exported, run, serial};
+use support::binary::{consumers, cursor_of, exported, run, run_with_stdin, serial};
 
 use async_nats::jetstream;
 use folio::{Ledger, PostRequest, Posting};
@@ -744,4 +746,101 @@ fn a_full_stream_never_holds_an_event_after_a_missing_one_and_takes_the_rest_in_
     }
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The store's lock while following (issue 13, item 1).
+
+/// One sale as `folio post` reads it.
+const SALE_LINE: &[u8] =
+    br#"{"ledger":"main","postings":[{"source":"world","destination":"till:1","amount":"1","asset":"EUR/2"}]}"#;
+
+#[test]
+fn a_follower_waiting_for_a_stopped_server_never_locks_out_post_or_balances() {
+    let _serial = serial();
+    let server = Server::start();
+    let url = server.url();
+    create_stream(&url);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    books(&path, 3);
+    let store = path.to_str().unwrap();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("folio"))
+        .args([
+            "sync",
+            "--store",
+            store,
+            "--consumer",
+            "stream",
+            "--nats",
+            &url,
+        ])
+        .args(["--subject", SUBJECT, "--json", "--attempts-max", "1"])
+        .args([
+            "--retry-base-ms",
+            "20",
+            "--poll-ms",
+            "50",
+            "--timeout-ms",
+            "500",
+        ])
+        .env_remove("FOLIO_STORE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = stdout.next().unwrap().unwrap();
+    assert!(line.contains("\"delivered\""), "{line}");
+    // Down: a post makes a batch that cannot be published; posts and reads beside the
+    // follower all succeed while it fails attempt after attempt and waits for the next poll.
+    let (port, storage) = server.stop();
+    // This first post may meet the follower reading for a moment (after its own ack): try
+    // again then. Once it holds the batch it cannot publish, it opens nothing.
+    loop {
+        let (code, _, stderr) = run_with_stdin(&["post", "--store", store], SALE_LINE);
+        if code == 0 {
+            break;
+        }
+        assert!(stderr.contains("STORE_IN_USE"), "{stderr}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut posted = 1;
+    while Instant::now() < deadline {
+        let (code, _, stderr) = run_with_stdin(&["post", "--store", store], SALE_LINE);
+        assert_eq!(code, 0, "post beside the follower: {stderr}");
+        posted += 1;
+        let (code, _, stderr) = run(&["balances", "--store", store, "--ledger", "main"]);
+        assert_eq!(code, 0, "balances beside the follower: {stderr}");
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "following goes on through the outage"
+    );
+    let expected = exported(&path);
+    assert_eq!(expected.len(), 3 + posted);
+    // Back: everything arrives, once, in order.
+    let _server = Server::start_at(port, storage);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stream_seqs(&url).len() < expected.len() {
+        assert!(Instant::now() < deadline, "{:?}", stream_seqs(&url));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(stderr.contains("sending the same batch again"), "{stderr}");
+    let messages = stream_messages(&url);
+    assert_eq!(messages.len(), expected.len(), "every event, once");
+    for ((_, event), want) in messages.iter().zip(&expected) {
+        assert_eq!(event, want, "in log order");
+    }
 }

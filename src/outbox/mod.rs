@@ -9,6 +9,7 @@
 pub mod error;
 pub mod http;
 pub mod nats;
+pub mod source;
 
 use redb::ReadableTable;
 use serde::Serialize;

@@ -14,6 +14,7 @@ use async_nats::jetstream::context::{
 use async_nats::{ConnectOptions, HeaderMap};
 
 use super::http::{Attempt, Span, SyncOptions, SyncProgress, SyncReport, drive, retry};
+use super::source::OutboxStore;
 use super::{OutboxBatch, OutboxError};
 use crate::export::events::hex_bytes;
 use crate::ledger::Ledger;
@@ -314,8 +315,19 @@ pub fn sync(
     publisher: &mut Publisher,
     progress: &mut dyn FnMut(&SyncProgress),
 ) -> Result<SyncReport, OutboxError> {
-    let store_id = ledger.store_id();
-    drive(ledger, options, progress, &mut |batch, report, progress| {
+    sync_with(&mut { ledger }, options, publisher, progress)
+}
+
+/// [`sync`] through any [`OutboxStore`]: `folio sync --nats` passes one that opens the store
+/// for each read and each ack and closes it at once.
+pub fn sync_with(
+    store: &mut dyn OutboxStore,
+    options: &SyncOptions,
+    publisher: &mut Publisher,
+    progress: &mut dyn FnMut(&SyncProgress),
+) -> Result<SyncReport, OutboxError> {
+    let store_id = store.store_id();
+    drive(store, options, progress, &mut |batch, report, progress| {
         let messages = messages(store_id, batch)?;
         let span = Span::of(batch);
         let mut acked = 0usize;
