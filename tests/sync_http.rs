@@ -10,7 +10,8 @@
 //! holds the store across a send, a wait or a backoff: beside one whose receiver is down,
 //! `folio post` and `folio balances` always succeed; with `--attempts-max` it outlives the
 //! outage and then delivers everything, the held batch resent with the same bytes and key; an
-//! idle follower does not open the store, so `folio head` beside it always succeeds.
+//! idle follower does not open the store, so `folio head` beside it always succeeds; an ack
+//! that finds the store in use is recorded once it is free, the batch not sent again.
 
 #![allow(
     clippy::unwrap_used,
@@ -995,4 +996,62 @@ fn the_log_tail_moves_with_every_append_and_not_with_an_open_and_close() {
         folio::Error::from(tail_fingerprint(&RealFs, &missing).unwrap_err()).code(),
         "NOT_A_STORE"
     );
+}
+
+#[test]
+fn an_ack_that_finds_the_store_in_use_is_kept_and_recorded_once_it_is_free() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    books(&path, 3);
+    let store = path.to_str().unwrap();
+    // While the first request is in flight, another process (here a thread of the test) takes
+    // the store and keeps it for 300 ms: sync's ack finds it in use and must wait for it.
+    let held = Arc::new(AtomicBool::new(false));
+    let receiver = {
+        let (path, held) = (path.clone(), held.clone());
+        Receiver::start(move |number| {
+            if number == 0 {
+                // Before issue 13 sync held the store while it sent: `held` stays false.
+                let Ok(ledger) = Ledger::open(&path) else {
+                    return Reply::Accept;
+                };
+                held.store(true, Ordering::SeqCst);
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(300));
+                    ledger.close().unwrap();
+                });
+            }
+            Reply::Accept
+        })
+    };
+    let url = receiver.url();
+    let (code, stdout, stderr) = run(&[
+        "sync",
+        "--store",
+        store,
+        "--consumer",
+        "central",
+        "--url",
+        &url,
+        "--once",
+        "--poll-ms",
+        "20",
+        "--json",
+    ]);
+    assert!(
+        held.load(Ordering::SeqCst),
+        "the store was free during the send"
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(report["sync"]["events"], 3);
+    assert_eq!(
+        receiver.received().requests.len(),
+        1,
+        "delivered once, acked once"
+    );
+    let listing = consumers(&path);
+    assert_eq!(listing["consumers"][0]["cursor"], report["sync"]["cursor"]);
+    assert_eq!(listing["consumers"][0]["lag"], 0);
 }
