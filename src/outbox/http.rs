@@ -374,7 +374,7 @@ pub(super) fn retry(
 /// the next batch is read from the new cursor, so a crash at any point resends at most the
 /// batch in flight. Only batches holding events are sent and acknowledged: entries without
 /// an event (sync's own acks among them) are passed over with the next batch that has one.
-/// While following, a batch out of attempts waits a poll interval and goes again ([`drive`]).
+/// While following, a batch out of attempts waits a poll interval and goes again.
 ///
 /// An application that keeps its store open runs it on a clone of its handle:
 ///
