@@ -6,7 +6,12 @@
 //! to its body and answers 422 otherwise: two consumers, a batch grown between runs); the
 //! cursor ends at the head. `--timeout-ms 0` is a usage error. A 4xx stops sync (exit 1,
 //! `SYNC_REJECTED`) with the cursor where it was. Following picks up entries written between
-//! polls, by other processes (the CLI) or by the same handle (the library).
+//! polls, by other processes (the CLI) or by the same handle (the library). A follower never
+//! holds the store across a send, a wait or a backoff: beside one whose receiver is down,
+//! `folio post` and `folio balances` always succeed; with `--attempts-max` it outlives the
+//! outage and then delivers everything, the held batch resent with the same bytes and key; an
+//! idle follower does not open the store, so `folio head` beside it always succeeds; an ack
+//! that finds the store in use is recorded once it is free, the batch not sent again.
 
 #![allow(
     clippy::unwrap_used,
@@ -25,7 +30,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use support::binary::{consumers, cursor_of, exported, run, serial};
+use support::binary::{consumers, cursor_of, exported, run, run_with_stdin, serial};
 use support::every_entry::every_entry;
 
 use folio::outbox::http::{SyncOptions, sync};
@@ -78,7 +83,11 @@ struct Receiver {
 
 impl Receiver {
     fn start(plan: impl Fn(usize) -> Reply + Send + 'static) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Receiver::start_on(TcpListener::bind("127.0.0.1:0").unwrap(), plan)
+    }
+
+    /// A receiver on `listener` (a port that was down until now).
+    fn start_on(listener: TcpListener, plan: impl Fn(usize) -> Reply + Send + 'static) -> Receiver {
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Received::default()));
         let shared = received.clone();
@@ -758,4 +767,291 @@ fn the_library_follows_its_own_writes_until_stopped() {
         .collect();
     check_delivered(&receiver.received().taken, &expected);
     ledger.close().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The store's lock while following (issue 13, item 1): the store is open only to read a batch
+// and to record an ack, never across a send, a wait or a backoff, and an idle poll does not
+// open it.
+
+/// One sale as `folio post` reads it.
+const SALE_LINE: &[u8] =
+    br#"{"ledger":"main","postings":[{"source":"world","destination":"till:1","amount":"1","asset":"EUR/2"}]}"#;
+
+/// A URL on 127.0.0.1 where nothing listens (a port just handed out and given back), and
+/// that port's address, to listen on later.
+fn down_url() -> (String, SocketAddr) {
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    (format!("http://{addr}/events"), addr)
+}
+
+/// Spawns `folio sync` following `store` to `url` with these extra flags; stderr piped.
+fn follower(store: &str, url: &str, flags: &[&str]) -> std::process::Child {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("folio"))
+        .args([
+            "sync",
+            "--store",
+            store,
+            "--consumer",
+            "central",
+            "--url",
+            url,
+        ])
+        .args(flags)
+        .env_remove("FOLIO_STORE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Stops a follower and returns its stderr.
+fn stop(mut child: std::process::Child) -> String {
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    stderr
+}
+
+/// Posts a sale and reads the balances with the CLI, again and again for `period`: every one
+/// must succeed (before issue 13 they failed with STORE_IN_USE while a follower retried).
+/// Returns how many sales were posted.
+fn post_and_read_for(store: &str, period: Duration) -> u64 {
+    let deadline = Instant::now() + period;
+    let mut posted = 0;
+    while Instant::now() < deadline {
+        let (code, _, stderr) = run_with_stdin(&["post", "--store", store], SALE_LINE);
+        assert_eq!(code, 0, "post beside the follower: {stderr}");
+        posted += 1;
+        let (code, _, stderr) = run(&["balances", "--store", store, "--ledger", "main"]);
+        assert_eq!(code, 0, "balances beside the follower: {stderr}");
+    }
+    posted
+}
+
+/// Waits until the receiver has taken `events` events (after dedup) or 20 s have passed.
+fn wait_for_events(receiver: &Receiver, events: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let seqs: std::collections::BTreeSet<u64> = receiver
+            .received()
+            .taken
+            .iter()
+            .flat_map(|body| body["events"].as_array().unwrap().clone())
+            .map(|event| event["seq"].as_u64().unwrap())
+            .collect();
+        if seqs.len() >= events {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {events} events arrived",
+            seqs.len()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_follower_waiting_for_a_receiver_that_is_down_never_locks_out_post_or_balances() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    books(&path, 3);
+    let store = path.to_str().unwrap();
+    let (url, _) = down_url();
+    let flags = [
+        "--retry-base-ms",
+        "50",
+        "--retry-cap-ms",
+        "200",
+        "--poll-ms",
+        "50",
+    ];
+    let child = follower(store, &url, &flags);
+    std::thread::sleep(Duration::from_millis(300));
+    // About a dozen retry periods.
+    let posted = post_and_read_for(store, Duration::from_secs(2));
+    let stderr = stop(child);
+    assert!(posted >= 3, "{posted} posts");
+    assert!(
+        stderr.matches("retrying in").count() >= 5,
+        "it retried all along: {stderr}"
+    );
+    assert_eq!(cursor_of(&path, "central"), 0);
+}
+
+#[test]
+fn with_attempts_max_a_follower_outlives_an_outage_and_delivers_everything_when_back() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    books(&path, 3);
+    let store = path.to_str().unwrap();
+    let (url, addr) = down_url();
+    let flags = [
+        "--attempts-max",
+        "1",
+        "--retry-base-ms",
+        "10",
+        "--poll-ms",
+        "50",
+    ];
+    let mut child = follower(store, &url, &flags);
+    // Past its start (it opens the store for the store's id, the cursor, and a batch): from
+    // then on it holds that batch and opens nothing until it is delivered.
+    std::thread::sleep(Duration::from_millis(300));
+    let posted = post_and_read_for(store, Duration::from_secs(1));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "following goes on through the outage"
+    );
+    let expected = exported(&path);
+    assert_eq!(expected.len() as u64, 3 + posted);
+    // Back, but the first requests fail: each is one attempt, out of attempts, so the batch
+    // waits a poll and goes again, the same bytes with the same key.
+    let receiver = Receiver::start_on(TcpListener::bind(addr).unwrap(), |number| {
+        if number < 3 {
+            Reply::Fail
+        } else {
+            Reply::Accept
+        }
+    });
+    wait_for_events(&receiver, expected.len());
+    assert!(child.try_wait().unwrap().is_none(), "still following");
+    let stderr = stop(child);
+    assert!(stderr.contains("sending the same batch again"), "{stderr}");
+    let received = receiver.received();
+    check_delivered(&received.taken, &expected);
+    check_one_body_per_key(&received.requests);
+    let (first, second) = (&received.requests[0], &received.requests[3]);
+    assert_eq!(
+        first.idempotency_key, second.idempotency_key,
+        "the same batch again"
+    );
+    assert_eq!(first.body, second.body);
+}
+
+#[test]
+fn a_following_sync_over_an_idle_store_leaves_the_store_to_other_commands() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    books(&path, 3);
+    let store = path.to_str().unwrap();
+    let receiver = Receiver::start(|_| Reply::Accept);
+    let mut child = follower(store, &receiver.url(), &["--poll-ms", "5", "--json"]);
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = stdout.next().unwrap().unwrap();
+    assert!(line.contains("\"delivered\""), "{line}");
+    // Caught up; its own ack makes one more read, then it only looks at the log's tail.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut failed = Vec::new();
+    for _ in 0..40 {
+        let (code, _, stderr) = run(&["head", "--store", store]);
+        if code != 0 {
+            failed.push(stderr);
+        }
+    }
+    let stderr = stop(child);
+    assert!(
+        failed.is_empty(),
+        "{} of 40 `folio head` failed: {:?}",
+        failed.len(),
+        failed.first()
+    );
+    assert_eq!(receiver.received().requests.len(), 1, "{stderr}");
+}
+
+#[test]
+fn the_log_tail_moves_with_every_append_and_not_with_an_open_and_close() {
+    use folio::log::tail_fingerprint;
+    use folio::log::vfs::RealFs;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    books(&path, 2);
+    let mut seen = tail_fingerprint(&RealFs, &path).unwrap();
+    for amount in ["1", "2", "3"] {
+        // Opened and closed without a write: the follower's own read leaves it as it was.
+        Ledger::open(&path).unwrap().close().unwrap();
+        assert_eq!(tail_fingerprint(&RealFs, &path).unwrap(), seen);
+        let ledger = Ledger::open(&path).unwrap();
+        sale(&ledger, amount);
+        ledger.close().unwrap();
+        let now = tail_fingerprint(&RealFs, &path).unwrap();
+        assert_ne!(now, seen, "an append moves the tail");
+        seen = now;
+    }
+    let missing = dir.path().join("nowhere");
+    assert_eq!(
+        folio::Error::from(tail_fingerprint(&RealFs, &missing).unwrap_err()).code(),
+        "NOT_A_STORE"
+    );
+}
+
+#[test]
+fn an_ack_that_finds_the_store_in_use_is_kept_and_recorded_once_it_is_free() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    books(&path, 3);
+    let store = path.to_str().unwrap();
+    // While the first request is in flight, another process (here a thread of the test) takes
+    // the store and keeps it for 300 ms: sync's ack finds it in use and must wait for it.
+    let held = Arc::new(AtomicBool::new(false));
+    let receiver = {
+        let (path, held) = (path.clone(), held.clone());
+        Receiver::start(move |number| {
+            if number == 0 {
+                // Before issue 13 sync held the store while it sent: `held` stays false.
+                let Ok(ledger) = Ledger::open(&path) else {
+                    return Reply::Accept;
+                };
+                held.store(true, Ordering::SeqCst);
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(300));
+                    ledger.close().unwrap();
+                });
+            }
+            Reply::Accept
+        })
+    };
+    let url = receiver.url();
+    let (code, stdout, stderr) = run(&[
+        "sync",
+        "--store",
+        store,
+        "--consumer",
+        "central",
+        "--url",
+        &url,
+        "--once",
+        "--poll-ms",
+        "20",
+        "--json",
+    ]);
+    assert!(
+        held.load(Ordering::SeqCst),
+        "the store was free during the send"
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(report["sync"]["events"], 3);
+    assert_eq!(
+        receiver.received().requests.len(),
+        1,
+        "delivered once, acked once"
+    );
+    let listing = consumers(&path);
+    assert_eq!(listing["consumers"][0]["cursor"], report["sync"]["cursor"]);
+    assert_eq!(listing["consumers"][0]["lag"], 0);
 }

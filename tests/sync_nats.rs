@@ -6,7 +6,12 @@
 //! duplicate window drops what a killed run had published but not yet acked. A server shut
 //! down mid-stream and restarted is retried through until the same holds. A subject no stream
 //! takes, and a server without JetStream, stop sync at once (exit 1, `NATS_REJECTED`) with the
-//! cursor unchanged; an unreachable server is retried, then `SYNC_UNAVAILABLE`.
+//! cursor unchanged; an unreachable server is retried, then `SYNC_UNAVAILABLE`. The stream never
+//! holds an event after a missing earlier one: an event over the stream's message size stops
+//! sync with nothing after it stored, and one refused by a full stream (`discard new`) is
+//! retried with nothing after it stored until there is room, then the rest arrives in order.
+//! Beside a follower whose server is stopped, `folio post` and `folio balances` succeed, and the
+//! follower (`--attempts-max 1`) outlives the outage and then publishes everything in order.
 
 #![allow(
     clippy::unwrap_used,
@@ -23,7 +28,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-use support::binary::{consumers, cursor_of, exported, run, serial};
+use support::binary::{consumers, cursor_of, exported, run, run_with_stdin, serial};
 
 use async_nats::jetstream;
 use folio::{Ledger, PostRequest, Posting};
@@ -543,4 +548,299 @@ fn nats_flags_are_checked_before_the_store_is_touched() {
         assert_eq!(exit, 2, "{flags:?}: {stderr}");
     }
     assert_eq!(consumers(&path)["consumers"], Value::Array(Vec::new()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Order in the stream: one event in flight at a time (issue 13, item 4).
+
+/// Creates the stream sync publishes to, as `create_stream` does, with `limit` applied to its
+/// configuration (a message size or byte bound).
+fn create_stream_with(url: &str, limit: impl FnOnce(&mut jetstream::stream::Config)) {
+    runtime().block_on(async {
+        let jetstream = jetstream_of(url).await;
+        let mut config = jetstream::stream::Config {
+            name: "FOLIO".to_string(),
+            subjects: vec![SUBJECT.to_string()],
+            duplicate_window: Duration::from_secs(600),
+            ..Default::default()
+        };
+        limit(&mut config);
+        jetstream.create_stream(config).await.unwrap();
+    });
+}
+
+/// The seq of every event the stream holds, in stream order (purged messages excluded).
+fn stream_seqs(url: &str) -> Vec<u64> {
+    runtime().block_on(async {
+        let jetstream = jetstream_of(url).await;
+        let mut stream = jetstream.get_stream("FOLIO").await.unwrap();
+        let state = stream.info().await.unwrap().state.clone();
+        let mut seqs = Vec::new();
+        if state.messages == 0 {
+            return seqs;
+        }
+        for sequence in state.first_sequence..=state.last_sequence {
+            let message = stream.get_raw_message(sequence).await.unwrap();
+            let event: Value = serde_json::from_slice(&message.payload).unwrap();
+            seqs.push(event["seq"].as_u64().unwrap());
+        }
+        seqs
+    })
+}
+
+/// Empties the stream and lifts its byte bound: room for every event.
+fn purge_and_lift_limits(url: &str) {
+    runtime().block_on(async {
+        let jetstream = jetstream_of(url).await;
+        let mut stream = jetstream.get_stream("FOLIO").await.unwrap();
+        stream.purge().await.unwrap();
+        let mut config = stream.info().await.unwrap().config.clone();
+        config.max_bytes = -1;
+        jetstream.update_stream(config).await.unwrap();
+    });
+}
+
+/// A store of `sales` sales (entry n + 1 is sale n, entry 1 the store's creation); the sale
+/// at entry `big_seq` carries `big_bytes` of metadata, so that its event is that much larger.
+fn books_with_a_big_event(path: &Path, sales: u64, big_seq: u64, big_bytes: usize) {
+    let ledger = Ledger::create(path).unwrap();
+    for index in 0..sales {
+        let amount = format!("{}.25", index + 1);
+        let posting = Posting::new("world", "till:1", &amount, "EUR/2").unwrap();
+        let mut request = PostRequest::new("main", vec![posting]);
+        if index + 2 == big_seq {
+            // Values are at most 4096 bytes: split the padding over keys.
+            for (key, start) in (0..big_bytes).step_by(4000).enumerate() {
+                let length = (big_bytes - start).min(4000);
+                request = request.with_metadata(format!("pad{key}"), "x".repeat(length));
+            }
+        }
+        assert_eq!(ledger.post(request).unwrap().id, index + 2);
+    }
+    ledger.close().unwrap();
+}
+
+#[test]
+fn an_event_over_the_message_size_stops_sync_with_nothing_after_it_in_the_stream() {
+    let _serial = serial();
+    let server = Server::start();
+    let url = server.url();
+    create_stream_with(&url, |config| config.max_message_size = 3000);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    books_with_a_big_event(&path, 12, 7, 4_700);
+    let expected = exported(&path);
+    assert!(
+        serde_json::to_vec(&expected[5]).unwrap().len() > 4_800,
+        "event 7 is 4.9 KB"
+    );
+    let store = path.to_str().unwrap();
+    let args = [
+        "sync",
+        "--store",
+        store,
+        "--consumer",
+        "stream",
+        "--nats",
+        &url,
+        "--subject",
+        SUBJECT,
+        "--once",
+        "--retry-base-ms",
+        "1",
+        "--attempts-max",
+        "3",
+    ];
+    let (code, _, stderr) = run(&args);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("NATS_REJECTED"), "{stderr}");
+    assert!(stderr.contains("entry 7"), "{stderr}");
+    assert!(stderr.contains("cursor stays at 0"), "{stderr}");
+    assert_eq!(cursor_of(&path, "stream"), 0);
+    // Before issue 13 (256 events in flight) the stream held 2..=6 and 8..=13: a gap.
+    assert_eq!(
+        stream_seqs(&url),
+        [2, 3, 4, 5, 6],
+        "nothing after the refused event"
+    );
+}
+
+#[test]
+fn a_full_stream_never_holds_an_event_after_a_missing_one_and_takes_the_rest_in_order() {
+    let _serial = serial();
+    let server = Server::start();
+    let url = server.url();
+    create_stream_with(&url, |config| {
+        config.max_bytes = 9_000;
+        config.discard = jetstream::stream::DiscardPolicy::New;
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    books_with_a_big_event(&path, 12, 4, 7_600);
+    let expected = exported(&path);
+    assert!(
+        serde_json::to_vec(&expected[2]).unwrap().len() > 7_700,
+        "event 4 is 7.8 KB"
+    );
+    let store = path.to_str().unwrap();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("folio"))
+        .args([
+            "sync",
+            "--store",
+            store,
+            "--consumer",
+            "stream",
+            "--nats",
+            &url,
+            "--subject",
+            SUBJECT,
+            "--retry-base-ms",
+            "20",
+            "--retry-cap-ms",
+            "50",
+            "--poll-ms",
+            "20",
+        ])
+        .env_remove("FOLIO_STORE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The stream is full once 2 and 3 are in: event 4 is refused (503) and retried, and
+    // nothing after it may be stored meanwhile.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut observed = Vec::new();
+    while observed.len() < 20 {
+        assert!(
+            Instant::now() < deadline,
+            "the stream never filled: {observed:?}"
+        );
+        let seqs = stream_seqs(&url);
+        assert!(
+            seqs.iter().all(|seq| *seq < 4),
+            "an event stored after the missing event 4: {seqs:?}"
+        );
+        if seqs == [2, 3] {
+            observed.push(seqs);
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    // Room again: the rest arrives, in log order.
+    purge_and_lift_limits(&url);
+    let want: Vec<u64> = (4..=13).collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let seqs = stream_seqs(&url);
+        assert!(
+            want.starts_with(&seqs),
+            "after the purge, log order without gaps: {seqs:?}"
+        );
+        if seqs == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rest never arrived: {seqs:?}"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The store's lock while following (issue 13, item 1).
+
+/// One sale as `folio post` reads it.
+const SALE_LINE: &[u8] =
+    br#"{"ledger":"main","postings":[{"source":"world","destination":"till:1","amount":"1","asset":"EUR/2"}]}"#;
+
+#[test]
+fn a_follower_waiting_for_a_stopped_server_never_locks_out_post_or_balances() {
+    let _serial = serial();
+    let server = Server::start();
+    let url = server.url();
+    create_stream(&url);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    books(&path, 3);
+    let store = path.to_str().unwrap();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("folio"))
+        .args([
+            "sync",
+            "--store",
+            store,
+            "--consumer",
+            "stream",
+            "--nats",
+            &url,
+        ])
+        .args(["--subject", SUBJECT, "--json", "--attempts-max", "1"])
+        .args([
+            "--retry-base-ms",
+            "20",
+            "--poll-ms",
+            "50",
+            "--timeout-ms",
+            "500",
+        ])
+        .env_remove("FOLIO_STORE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = stdout.next().unwrap().unwrap();
+    assert!(line.contains("\"delivered\""), "{line}");
+    // Down: a post makes a batch that cannot be published; posts and reads beside the
+    // follower all succeed while it fails attempt after attempt and waits for the next poll.
+    let (port, storage) = server.stop();
+    // This first post may meet the follower reading for a moment (after its own ack): try
+    // again then. Once it holds the batch it cannot publish, it opens nothing.
+    loop {
+        let (code, _, stderr) = run_with_stdin(&["post", "--store", store], SALE_LINE);
+        if code == 0 {
+            break;
+        }
+        assert!(stderr.contains("STORE_IN_USE"), "{stderr}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut posted = 1;
+    while Instant::now() < deadline {
+        let (code, _, stderr) = run_with_stdin(&["post", "--store", store], SALE_LINE);
+        assert_eq!(code, 0, "post beside the follower: {stderr}");
+        posted += 1;
+        let (code, _, stderr) = run(&["balances", "--store", store, "--ledger", "main"]);
+        assert_eq!(code, 0, "balances beside the follower: {stderr}");
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "following goes on through the outage"
+    );
+    let expected = exported(&path);
+    assert_eq!(expected.len(), 3 + posted);
+    // Back: everything arrives, once, in order.
+    let _server = Server::start_at(port, storage);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stream_seqs(&url).len() < expected.len() {
+        assert!(Instant::now() < deadline, "{:?}", stream_seqs(&url));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(stderr.contains("sending the same batch again"), "{stderr}");
+    let messages = stream_messages(&url);
+    assert_eq!(messages.len(), expected.len(), "every event, once");
+    for ((_, event), want) in messages.iter().zip(&expected) {
+        assert_eq!(event, want, "in log order");
+    }
 }

@@ -1,7 +1,9 @@
 //! Commands of the outbox (`docs/sync.md`): `consumers` lists cursors and lag; `sync` pushes a
-//! consumer's events to an HTTP receiver (`--url`) or a NATS JetStream stream (`--nats`). Both
-//! open the store as a writer (sync appends its acks), so the store is locked to them while
-//! they run.
+//! consumer's events to an HTTP receiver (`--url`) or a NATS JetStream stream (`--nats`). Sync
+//! opens the store (as a writer: it appends its acks) for one read or one ack at a time and
+//! closes it at once, never across a send, a wait or a backoff, so that `folio post` and every
+//! other command get the store while it waits for the network (`docs/sync.md`, "The store's
+//! lock").
 
 use std::path::Path;
 use std::time::Duration;
@@ -12,9 +14,12 @@ use super::number;
 use super::output::{CliError, note, outln, print_json, print_table};
 use super::query::open;
 use crate::Ledger;
-use crate::outbox::http::{self, SyncOptions, SyncProgress, SyncReport};
+use crate::log::vfs::RealFs;
+use crate::log::{TailFingerprint, tail_fingerprint};
+use crate::outbox::http::{self, SyncOptions, SyncProgress};
 use crate::outbox::nats::{self, Publisher};
-use crate::outbox::{BatchLimits, OutboxError};
+use crate::outbox::source::{OutboxStore, is_busy};
+use crate::outbox::{BatchLimits, OutboxBatch, OutboxError};
 
 impl From<OutboxError> for CliError {
     fn from(error: OutboxError) -> Self {
@@ -92,36 +97,99 @@ pub(super) fn consumers(store: &Path, json: bool) -> Result<u8, CliError> {
     Ok(0)
 }
 
-/// Sends what is pending through one transport, the store open.
-type Deliver<'a> = dyn FnMut(&Ledger, &SyncOptions, &mut dyn FnMut(&SyncProgress)) -> Result<SyncReport, OutboxError>
-    + 'a;
+/// The store as `folio sync` reaches it: opened for one read or one ack and closed at once.
+/// A read for a cursor that last found nothing after it, while the log's tail is as it was
+/// then, answers "nothing new" without opening the store: an idle follower leaves the store
+/// to other commands.
+struct ClosingStore<'a> {
+    path: &'a Path,
+    store_id: [u8; 16],
+    /// The cursor, the head and the log's tail (taken before that read opened the store) of
+    /// the last read that found no events.
+    caught_up: Option<(u64, u64, TailFingerprint)>,
+}
 
-/// Follows the store: each poll opens it, sends what is pending, and closes it again, so that
-/// other processes (`folio post`) can write between polls. A store in use is tried again at
-/// the next poll. Runs until the process is stopped (SIGINT) or an error.
-fn follow(
-    store: &Path,
-    options: &SyncOptions,
-    deliver: &mut Deliver<'_>,
-    progress: &mut dyn FnMut(&SyncProgress),
-) -> Result<u8, CliError> {
-    let once = SyncOptions {
-        once: true,
-        ..options.clone()
-    };
-    loop {
-        match Ledger::open(store) {
-            Ok(ledger) => {
-                let outcome = deliver(&ledger, &once, progress);
-                let closed = ledger.close();
-                drop(ledger);
-                outcome?;
-                closed?;
-            }
-            Err(error) if error.code() == "STORE_IN_USE" => {}
-            Err(error) => return Err(error.into()),
+impl ClosingStore<'_> {
+    /// Opens the store once, for its id; `STORE_IN_USE` if another process has it.
+    fn new(path: &Path) -> Result<ClosingStore<'_>, OutboxError> {
+        let mut store = ClosingStore {
+            path,
+            store_id: [0; 16],
+            caught_up: None,
+        };
+        store.store_id = store.with(|ledger| Ok(ledger.store_id()))?;
+        Ok(store)
+    }
+
+    /// Runs `access` on the store, opened for it and closed before this returns.
+    fn with<T>(
+        &self,
+        access: impl FnOnce(&Ledger) -> Result<T, OutboxError>,
+    ) -> Result<T, OutboxError> {
+        let ledger = Ledger::open(self.path)?;
+        let outcome = access(&ledger);
+        let closed = ledger.close();
+        drop(ledger);
+        let value = outcome?;
+        closed?;
+        Ok(value)
+    }
+}
+
+impl OutboxStore for ClosingStore<'_> {
+    fn store_id(&self) -> [u8; 16] {
+        self.store_id
+    }
+
+    fn cursor(&mut self, consumer: &str) -> Result<u64, OutboxError> {
+        self.with(|ledger| Ok(ledger.cursor(consumer)?))
+    }
+
+    fn events_since(
+        &mut self,
+        seq_after: u64,
+        limits: BatchLimits,
+    ) -> Result<OutboxBatch, OutboxError> {
+        // Taken before the read: an append after it changes the tail, so the next poll reads.
+        // Without one (an I/O error), read: the open reports what is wrong.
+        let tail = tail_fingerprint(&RealFs, self.path).ok();
+        if let (Some(tail), Some((cursor, head, seen))) = (&tail, &self.caught_up)
+            && *cursor == seq_after
+            && seen == tail
+        {
+            return Ok(OutboxBatch {
+                seq_after,
+                seq_last: seq_after,
+                head: *head,
+                events: Vec::new(),
+                events_bytes: 0,
+            });
         }
-        std::thread::sleep(options.poll_interval);
+        let batch = self.with(|ledger| ledger.events_since(seq_after, limits))?;
+        self.caught_up = match tail {
+            Some(tail) if batch.events.is_empty() => Some((seq_after, batch.head, tail)),
+            _ => None,
+        };
+        Ok(batch)
+    }
+
+    fn ack(&mut self, consumer: &str, seq: u64) -> Result<(), OutboxError> {
+        self.with(|ledger| Ok(ledger.ack(consumer, seq).map(drop)?))
+    }
+}
+
+/// Opens the store for its id; while following, a store in use is tried again at each poll.
+fn closing_store<'a>(
+    store: &'a Path,
+    options: &SyncOptions,
+) -> Result<ClosingStore<'a>, OutboxError> {
+    loop {
+        match ClosingStore::new(store) {
+            Err(error) if is_busy(&error) && !options.once => {
+                std::thread::sleep(options.poll_interval);
+            }
+            outcome => return outcome,
+        }
     }
 }
 
@@ -152,6 +220,10 @@ fn print_progress(event: &SyncProgress, json: bool) {
             detail,
         } => note(format_args!(
             "folio sync: attempt {attempt} failed ({detail}); retrying in {} ms",
+            delay.as_millis()
+        )),
+        SyncProgress::Waiting { delay, detail } => note(format_args!(
+            "folio sync: {detail}; sending the same batch again in {} ms",
             delay.as_millis()
         )),
     }
@@ -186,22 +258,13 @@ pub(super) fn sync(store: &Path, args: SyncArgs, json: bool) -> Result<u8, CliEr
     };
     options.check()?;
     crate::domain::model::check_consumer_name(&options.consumer).map_err(crate::Error::from)?;
-    let mut deliver =
-        |ledger: &Ledger, options: &SyncOptions, progress: &mut dyn FnMut(&SyncProgress)| {
-            match publisher.as_mut() {
-                Some(publisher) => nats::sync(ledger, options, publisher, progress),
-                None => http::sync(ledger, options, progress),
-            }
-        };
     let mut progress = |event: &SyncProgress| print_progress(event, json);
-    if !args.once {
-        return follow(store, &options, &mut deliver, &mut progress);
-    }
-    let ledger = open(store)?;
-    let outcome = deliver(&ledger, &options, &mut progress);
-    let closed = ledger.close();
-    let report = outcome?;
-    closed?;
+    let mut store = closing_store(store, &options)?;
+    // Following ends only when stopped (SIGINT) or on an error that waiting cannot mend.
+    let report = match publisher.as_mut() {
+        Some(publisher) => nats::sync_with(&mut store, &options, publisher, &mut progress)?,
+        None => http::sync_with(&mut store, &options, &mut progress)?,
+    };
     if json {
         print_json(&json!({ "consumer": options.consumer, "sync": report }))?;
     } else {

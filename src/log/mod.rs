@@ -368,6 +368,42 @@ fn not_a_store(store_dir: &Path, reason: &'static str) -> LogError {
     }
 }
 
+/// The newest segment of a log: its file name and length. Appends only add records to the
+/// newest segment or add a segment, and a writer's close trims the newest one to its records,
+/// so between two fingerprints taken while no writer holds the store, new entries change it.
+/// (While a writer holds the store its segment is preallocated and keeps its length; its close
+/// changes it.) Opening and closing the store without appending leaves it as it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TailFingerprint {
+    pub segment: String,
+    pub length_bytes: u64,
+}
+
+/// The log's [`TailFingerprint`], read from the directory listing and one file's length,
+/// without opening the log or taking the store's lock: a follower compares it between polls
+/// to open the store only when the log may have grown.
+pub fn tail_fingerprint(vfs: &dyn Vfs, store_dir: &Path) -> Result<TailFingerprint, LogError> {
+    let log_dir = store_dir.join(LOG_DIR_NAME);
+    let segments = list_segments(vfs, store_dir, &log_dir)?;
+    let Some((_, segment)) = segments.into_iter().next_back() else {
+        return Err(not_a_store(store_dir, "no log segment"));
+    };
+    let path = log_dir.join(&segment);
+    let io = |source| LogError::Io {
+        path: path.clone(),
+        source,
+    };
+    let length_bytes = vfs
+        .open(&path, OpenMode::Read)
+        .map_err(io)?
+        .len()
+        .map_err(io)?;
+    Ok(TailFingerprint {
+        segment,
+        length_bytes,
+    })
+}
+
 /// Segment names sorted by first seq; an error if there is no log.
 fn list_segments(
     vfs: &dyn Vfs,

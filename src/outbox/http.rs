@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::source::{OutboxStore, is_busy};
 use super::{BatchLimits, OutboxBatch, OutboxError};
 use crate::export::Event;
 use crate::export::events::hex_bytes;
@@ -41,12 +42,14 @@ pub struct SyncOptions {
     pub retry_base: Duration,
     /// ...up to this.
     pub retry_cap: Duration,
-    /// Attempts per batch before giving up (`Unavailable`); `None` retries for ever.
+    /// Attempts per batch before giving up (`Unavailable`); `None` retries for ever. While
+    /// following (not `once`), giving up waits a poll interval and sends the same batch again.
     pub attempts_max: Option<u32>,
     /// One request's whole time (connect, send, response); for NATS, connecting, and the wait
     /// for each publish's acknowledgement.
     pub request_timeout: Duration,
-    /// How often to look for new entries while following.
+    /// How often to look for new entries while following; also the wait after an outage while
+    /// following, and before trying a store in use again.
     pub poll_interval: Duration,
     /// Set to stop following between batches (the CLI leaves it unset: SIGINT ends it). A
     /// batch being retried when it is set gives up at its next failure (`Unavailable`).
@@ -124,6 +127,9 @@ pub enum SyncProgress {
         delay: Duration,
         detail: String,
     },
+    /// Following, a batch failed `attempts_max` attempts (`detail` says how): the same batch,
+    /// the same bytes, goes again after `delay` (a poll interval).
+    Waiting { delay: Duration, detail: String },
 }
 
 /// The request body: `{"store_id", "consumer", "seq_after", "seq_last", "events": [...]}`.
@@ -309,15 +315,15 @@ fn attempt(agent: &ureq::Agent, url: &str, body: &[u8], key: &str, span: Span) -
 
 /// Sends one batch until it is delivered, rejected, or out of attempts.
 fn deliver(
-    ledger: &Ledger,
+    store_id: [u8; 16],
     options: &SyncOptions,
     agent: &ureq::Agent,
     batch: &OutboxBatch,
     report: &mut SyncReport,
     progress: &mut dyn FnMut(&SyncProgress),
 ) -> Result<(), OutboxError> {
-    let body = request_body(ledger.store_id(), &options.consumer, batch)?;
-    let key = idempotency_key(ledger.store_id(), batch, &body).unwrap_or_default();
+    let body = request_body(store_id, &options.consumer, batch)?;
+    let key = idempotency_key(store_id, batch, &body).unwrap_or_default();
     let span = Span::of(batch);
     retry(options, span, report, progress, &mut || {
         attempt(agent, &options.url, &body, &key, span)
@@ -368,6 +374,7 @@ pub(super) fn retry(
 /// the next batch is read from the new cursor, so a crash at any point resends at most the
 /// batch in flight. Only batches holding events are sent and acknowledged: entries without
 /// an event (sync's own acks among them) are passed over with the next batch that has one.
+/// While following, a batch out of attempts waits a poll interval and goes again.
 ///
 /// An application that keeps its store open runs it on a clone of its handle:
 ///
@@ -395,10 +402,21 @@ pub fn sync(
     options: &SyncOptions,
     progress: &mut dyn FnMut(&SyncProgress),
 ) -> Result<SyncReport, OutboxError> {
+    sync_with(&mut { ledger }, options, progress)
+}
+
+/// [`sync`] through any [`OutboxStore`]: `folio sync` passes one that opens the store for each
+/// read and each ack and closes it at once.
+pub fn sync_with(
+    store: &mut dyn OutboxStore,
+    options: &SyncOptions,
+    progress: &mut dyn FnMut(&SyncProgress),
+) -> Result<SyncReport, OutboxError> {
     check_url(&options.url)?;
     let agent = agent(options);
-    drive(ledger, options, progress, &mut |batch, report, progress| {
-        deliver(ledger, options, &agent, batch, report, progress)
+    let store_id = store.store_id();
+    drive(store, options, progress, &mut |batch, report, progress| {
+        deliver(store_id, options, &agent, batch, report, progress)
     })
 }
 
@@ -408,19 +426,60 @@ pub(super) type Deliver<'a> = dyn FnMut(&OutboxBatch, &mut SyncReport, &mut dyn 
 
 /// The loop every transport shares: read a batch after the cursor, `deliver` it, ack its last
 /// seq (durably, before the next batch is read), until caught up (`once`) or stopped.
+///
+/// The store is reached only through `store`, never across a delivery or a wait: what the
+/// loop carries between calls is a batch not yet delivered and an ack not yet recorded. A
+/// store in use ([`is_busy`]) is tried again after a poll interval, with the ack first: it is
+/// never dropped, and the next batch is read only after it. While following, a batch out of
+/// attempts (`Unavailable`) is reported, and sent again, the same bytes, after a poll
+/// interval; with `once`, or once stopped, it ends the sync.
 pub(super) fn drive(
-    ledger: &Ledger,
+    store: &mut dyn OutboxStore,
     options: &SyncOptions,
     progress: &mut dyn FnMut(&SyncProgress),
     deliver: &mut Deliver<'_>,
 ) -> Result<SyncReport, OutboxError> {
     options.check()?;
+    let cursor = loop {
+        match store.cursor(&options.consumer) {
+            Err(error) if is_busy(&error) && !options.stopped() => wait(options),
+            outcome => break outcome?,
+        }
+    };
     let mut report = SyncReport {
-        cursor: ledger.cursor(&options.consumer)?,
+        cursor,
         ..SyncReport::default()
     };
-    while !options.stopped() {
-        let batch = ledger.events_since(report.cursor, options.limits)?;
+    // Delivered, its ack not yet recorded (the store was in use).
+    let mut unacked: Option<OutboxBatch> = None;
+    // Read, not yet delivered (following, after an outage): sent again as it is.
+    let mut undelivered: Option<OutboxBatch> = None;
+    loop {
+        if let Some(batch) = unacked.take() {
+            match store.ack(&options.consumer, batch.seq_last) {
+                Ok(()) => acked(&batch, &mut report, progress),
+                Err(error) if is_busy(&error) && !options.stopped() => {
+                    unacked = Some(batch);
+                    wait(options);
+                    continue;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        if options.stopped() {
+            break;
+        }
+        let batch = match undelivered.take() {
+            Some(batch) => batch,
+            None => match store.events_since(report.cursor, options.limits) {
+                Ok(batch) => batch,
+                Err(error) if is_busy(&error) => {
+                    wait(options);
+                    continue;
+                }
+                Err(error) => return Err(error),
+            },
+        };
         if batch.events.is_empty() {
             if options.once {
                 break;
@@ -428,19 +487,33 @@ pub(super) fn drive(
             wait(options);
             continue;
         }
-        deliver(&batch, &mut report, progress)?;
-        ledger.ack(&options.consumer, batch.seq_last)?;
-        report.cursor = batch.seq_last;
-        report.batches += 1;
-        report.events += batch.events.len() as u64;
-        progress(&SyncProgress::Delivered {
-            seq_first: batch.first_event_seq().unwrap_or(batch.seq_after + 1),
-            seq_last: batch.seq_last,
-            events: batch.events.len(),
-            cursor: report.cursor,
-        });
+        match deliver(&batch, &mut report, progress) {
+            Ok(()) => unacked = Some(batch),
+            Err(error @ OutboxError::Unavailable { .. }) if !options.once && !options.stopped() => {
+                progress(&SyncProgress::Waiting {
+                    delay: options.poll_interval,
+                    detail: error.to_string(),
+                });
+                undelivered = Some(batch);
+                wait(options);
+            }
+            Err(error) => return Err(error),
+        }
     }
     Ok(report)
+}
+
+/// Counts a batch whose ack was recorded, and reports it.
+fn acked(batch: &OutboxBatch, report: &mut SyncReport, progress: &mut dyn FnMut(&SyncProgress)) {
+    report.cursor = batch.seq_last;
+    report.batches += 1;
+    report.events += batch.events.len() as u64;
+    progress(&SyncProgress::Delivered {
+        seq_first: batch.first_event_seq().unwrap_or(batch.seq_after + 1),
+        seq_last: batch.seq_last,
+        events: batch.events.len(),
+        cursor: report.cursor,
+    });
 }
 
 /// Sleeps one poll interval, in slices, returning early when stopped.

@@ -10,6 +10,7 @@
 pub mod error;
 pub mod http;
 pub mod nats;
+pub mod source;
 
 use redb::ReadableTable;
 use serde::Serialize;

@@ -5,26 +5,22 @@
 //! only once JetStream has acknowledged every event in it. The client is async: its tokio
 //! runtime (current-thread, on the caller's thread) lives in [`Publisher`] and nowhere else.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use async_nats::jetstream;
 use async_nats::jetstream::context::{
-    AccountErrorKind, GetStreamByNameErrorKind, PublishAckFuture, PublishErrorKind,
+    AccountErrorKind, GetStreamByNameErrorKind, PublishErrorKind,
 };
 use async_nats::{ConnectOptions, HeaderMap};
 
 use super::http::{Attempt, Span, SyncOptions, SyncProgress, SyncReport, drive, retry};
+use super::source::OutboxStore;
 use super::{OutboxBatch, OutboxError};
 use crate::export::events::hex_bytes;
 use crate::ledger::Ledger;
 
 /// Names the connection in the server's monitoring.
 const CLIENT_NAME: &str = concat!("folio/", env!("CARGO_PKG_VERSION"));
-/// Most publishes awaiting their acknowledgement at once. The client's own in-flight limit
-/// (5000) blocks a publish until an earlier ack is awaited, so a batch larger than that
-/// would wait for ever if every ack were awaited only at the end.
-pub const PUBLISH_INFLIGHT_MAX: usize = 256;
 /// Longest subject accepted (NATS has no hard limit; a longer one is surely a mistake).
 pub const SUBJECT_BYTES_MAX: usize = 256;
 
@@ -222,22 +218,19 @@ async fn connect(url: &str, timeout: Duration) -> Result<jetstream::Context, Str
     Ok(jetstream)
 }
 
-/// Publishes `messages` in order, at most [`PUBLISH_INFLIGHT_MAX`] awaiting their ack, and
-/// awaits the acks in order; `acked` counts those acknowledged. On failure, the index (into
-/// `messages` as the caller sees them, `acked` before the call included) of the event that
-/// failed.
+/// Publishes `messages` in order, one at a time: each is sent only once JetStream has
+/// acknowledged every earlier one, so that a refused or lost event is never followed in the
+/// stream by a later one (a refusal stops with nothing after it sent; a passing failure is
+/// retried from that event, `docs/sync.md`, "Order in the stream"). `acked` counts those
+/// acknowledged. On failure, the index (into `messages` as the caller sees them, `acked`
+/// before the call included) of the event that failed.
 async fn publish(
     jetstream: &jetstream::Context,
     subject: &str,
     messages: &[Message],
     acked: &mut usize,
 ) -> Result<(), (usize, jetstream::context::PublishError)> {
-    let start = *acked;
-    let mut pending: VecDeque<PublishAckFuture> = VecDeque::new();
-    for (offset, message) in messages.iter().enumerate() {
-        if pending.len() >= PUBLISH_INFLIGHT_MAX {
-            await_front(&mut pending, acked).await?;
-        }
+    for message in messages {
         let mut headers = HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, message.id.as_str());
         headers.insert("Content-Type", "application/json");
@@ -245,26 +238,12 @@ async fn publish(
         let future = jetstream
             .publish_with_headers(subject.to_string(), headers, payload)
             .await
-            .map_err(|error| (start + offset, error))?;
-        pending.push_back(future);
+            .map_err(|error| (*acked, error))?;
+        // A duplicate ack (`duplicate: true`) means the stream already holds the event:
+        // delivered.
+        future.await.map_err(|error| (*acked, error))?;
+        *acked += 1;
     }
-    while !pending.is_empty() {
-        await_front(&mut pending, acked).await?;
-    }
-    Ok(())
-}
-
-/// Awaits the oldest publish's acknowledgement (that of event `*acked`).
-async fn await_front(
-    pending: &mut VecDeque<PublishAckFuture>,
-    acked: &mut usize,
-) -> Result<(), (usize, jetstream::context::PublishError)> {
-    let Some(future) = pending.pop_front() else {
-        return Ok(());
-    };
-    // A duplicate ack (`duplicate: true`) means the stream already holds the event: delivered.
-    future.await.map_err(|error| (*acked, error))?;
-    *acked += 1;
     Ok(())
 }
 
@@ -336,8 +315,19 @@ pub fn sync(
     publisher: &mut Publisher,
     progress: &mut dyn FnMut(&SyncProgress),
 ) -> Result<SyncReport, OutboxError> {
-    let store_id = ledger.store_id();
-    drive(ledger, options, progress, &mut |batch, report, progress| {
+    sync_with(&mut { ledger }, options, publisher, progress)
+}
+
+/// [`sync`] through any [`OutboxStore`]: `folio sync --nats` passes one that opens the store
+/// for each read and each ack and closes it at once.
+pub fn sync_with(
+    store: &mut dyn OutboxStore,
+    options: &SyncOptions,
+    publisher: &mut Publisher,
+    progress: &mut dyn FnMut(&SyncProgress),
+) -> Result<SyncReport, OutboxError> {
+    let store_id = store.store_id();
+    drive(store, options, progress, &mut |batch, report, progress| {
         let messages = messages(store_id, batch)?;
         let span = Span::of(batch);
         let mut acked = 0usize;
