@@ -2,6 +2,7 @@
 //! stable machine-readable codes that the CLI prints (`docs/cli.md`, "Errors").
 
 use crate::domain::LedgerError;
+use crate::domain::validate::Refusal;
 use crate::log::LogError;
 use crate::state::StateError;
 
@@ -15,6 +16,21 @@ pub enum Error {
     Log(#[from] LogError),
     #[error(transparent)]
     State(#[from] StateError),
+}
+
+/// Validation's answer in the crate's terms: a broken rule is the ledger's error, a failed read
+/// the state's (`ViewError` carries it whole), a disagreement between state and log the
+/// state's `Inconsistent`.
+impl From<Refusal> for Error {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Rule(error) => Error::Ledger(error),
+            Refusal::View(error) => Error::State(StateError::from(error)),
+            Refusal::Inconsistent { seq, detail } => {
+                Error::State(StateError::Inconsistent { seq, detail })
+            }
+        }
+    }
 }
 
 impl Error {

@@ -229,7 +229,7 @@ fn amounts_that_are_not_plain_decimal_strings_are_refused_when_built() {
     for text in [
         "1e3", "", ".5", "5.", "1.2.3", " 1", "+1", "1,00", "0x10", "NaN",
     ] {
-        let error = Posting::new("world", "till:1", text, ASSET).unwrap_err();
+        let error = Error::from(Posting::new("world", "till:1", text, ASSET).unwrap_err());
         assert_eq!(error.code(), "INVALID_INPUT", "{text:?}");
         assert!(
             matches!(

@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use super::output::{CliError, finished, note, outln, print_json, progress_bar};
-use crate::ledger::request::parse_hex;
+use crate::domain::request::parse_hex;
 use crate::log::vfs::RealFs;
 
 /// Parses `SEQ:HASH` in the grammar `head` prints: a seq in digits, `:`, and the block hash

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::output::{CliError, outln, print_json, progress_bar};
 use super::query::print_balances_table;
 use crate::domain::model::Timestamp;
-use crate::ledger::request::hex;
+use crate::domain::request::hex;
 use crate::report::render::{Format, write_statement};
 use crate::report::{StatementRequest, statement, write_journal};
 use crate::{Ledger, PostRequest, Posting, RevertRequest};

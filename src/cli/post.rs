@@ -210,7 +210,7 @@ fn print_line(number: usize, result: &LineResult, json: bool) -> Result<(), CliE
         (LineResult::Posted(receipt), false) => {
             let replayed = if receipt.replayed { " (replayed)" } else { "" };
             let reference = receipt.reference.as_deref().unwrap_or("-");
-            let hash = crate::ledger::request::hex(&receipt.block_hash);
+            let hash = crate::domain::request::hex(&receipt.block_hash);
             outln!(
                 "line {number}: tx {} ref {reference}{replayed} block_hash {hash}",
                 receipt.id

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::AccountAction;
 use super::output::{CliError, outln, print_json, print_table};
-use crate::ledger::request::hex;
+use crate::domain::request::hex;
 use crate::{Committed, Ledger, LedgerError, Receipt, RevertRequest};
 
 pub(super) fn open(store: &Path) -> Result<Ledger, CliError> {

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::output::{CliError, outln, print_json};
 use super::query::open;
-use crate::ledger::request::hex;
+use crate::domain::request::hex;
 
 pub(super) fn skip(
     store: &Path,

@@ -8,5 +8,8 @@
 pub mod entry;
 pub mod error;
 pub mod model;
+pub mod request;
+pub mod validate;
+pub mod view;
 
 pub use error::LedgerError;

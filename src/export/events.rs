@@ -14,7 +14,7 @@ use serde::{Serialize, Serializer};
 use super::ExportError;
 use crate::domain::entry::{EntryBody, PostingEntry, TransactionEntry, VolumeChange};
 use crate::domain::model::{Metadata, parse_asset};
-use crate::ledger::request::hex;
+use crate::domain::request::hex;
 use crate::log::{Entry, Hash};
 use crate::state::StateError;
 

@@ -15,18 +15,19 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::read::receipt_of;
-use super::request::{Committed, Receipt};
-use super::validate::{self, Context, Decision, Op};
 use super::{Inner, Ledger};
 use crate::Error;
 use crate::domain::LedgerError;
 use crate::domain::entry::{self, EntryBody, TransactionEntry};
+use crate::domain::request::{Committed, Receipt};
+use crate::domain::validate::{self, Context, Decision, Op};
+use crate::domain::view::{TransactionLookup, ViewError};
 use crate::log::format::{
     BATCH_BYTES_MAX, BODY_BYTES_MAX, FRAME_PREFIX_BYTES, PAYLOAD_FIXED_BYTES,
 };
 use crate::log::{Appended, LogError, LogReader};
 use crate::replay;
-use crate::state::apply::{TransactionLookup, apply, set_watermark};
+use crate::state::apply::{apply, set_watermark};
 use crate::state::hot::{HotRows, StagedTables};
 use crate::state::{StateError, Watermark, WriteTables, panic_text};
 
@@ -238,7 +239,7 @@ impl GroupEntries<'_> {
 }
 
 impl TransactionLookup for GroupEntries<'_> {
-    fn transaction(&self, id: u64) -> Result<Option<TransactionEntry>, StateError> {
+    fn transaction(&self, id: u64) -> Result<Option<TransactionEntry>, ViewError> {
         if let Some(tx) = self.staged_transaction(id) {
             return Ok(Some(tx.clone()));
         }
@@ -429,7 +430,7 @@ impl Inner {
                         continue;
                     }
                     Err(error) => {
-                        staging.staged.push(Staged::Done(Err(error)));
+                        staging.staged.push(Staged::Done(Err(error.into())));
                         continue;
                     }
                 };
@@ -506,7 +507,7 @@ impl Inner {
     /// reopen, rather than answered without entries that were acknowledged.
     fn catch_up_state(&self) {
         let caught_up = (|| -> Result<(), Error> {
-            let watermark = crate::state::StateView::watermark(&self.state.read_tables()?)?;
+            let watermark = crate::state::StateReads::watermark(&self.state.read_tables()?)?;
             let mut applier = crate::replay::Applier::new(&self.state, &*self.log);
             replay::drive(
                 &self.log,

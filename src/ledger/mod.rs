@@ -4,15 +4,12 @@
 //!
 //! `ledger/` never opens a file itself: it goes through the log and the state.
 
-pub mod request;
-
 /// The domain's modules, where they were before the domain was a layer of its own: an
 /// application's paths (`folio::ledger::model::Timestamp`) keep working.
-pub use crate::domain::{entry, error, model};
+pub use crate::domain::{entry, error, model, request};
 
 mod commit;
 mod read;
-mod validate;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,17 +20,17 @@ pub use crate::domain::LedgerError;
 pub use read::{AccountView, LedgerStats};
 
 use crate::Error;
+use crate::domain::validate::Op;
 use crate::log::vfs::{LockGuard, RealFs, Vfs};
 use crate::log::{Log, LogOptions, LogReader, RecoveryReport};
 use crate::replay;
 use crate::replay::Applier;
-use crate::state::{State, StateOpened, StateView};
+use crate::state::{State, StateOpened, StateReads};
 use crate::store::{lock_store, take_lock};
 use commit::Committer;
 use entry::{EntryBody, StoreCreated};
 use model::{Metadata, Overdraft, Timestamp};
 use request::{Committed, PostRequest, Receipt, RevertRequest};
-use validate::Op;
 
 pub use crate::store::LOCK_FILE_NAME;
 

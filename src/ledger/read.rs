@@ -11,17 +11,17 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::Ledger;
-use super::request::{OverdraftFlag, Posting, Receipt};
 use crate::Error;
 use crate::domain::LedgerError;
 use crate::domain::entry::EntryBody;
 use crate::domain::entry::{OverdraftCode, TransactionEntry};
 use crate::domain::model::{self, Metadata, Overdraft, Timestamp, Volumes, WORLD};
+use crate::domain::request::{OverdraftFlag, Posting, Receipt};
 use crate::log::{Hash, Head};
 use crate::state::tables::{
     ReadTables, TransactionChanges, VolumesRow, Watermark, decode_row, get_transactions_count,
 };
-use crate::state::{StateView, VolumesTable};
+use crate::state::{StateReads, VolumesTable};
 
 /// Most transactions one history page returns.
 pub const HISTORY_PAGE_MAX: usize = 1000;

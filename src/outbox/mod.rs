@@ -23,7 +23,7 @@ use crate::export::{Event, ExportError, entry_event};
 use crate::ledger::{Ledger, model};
 use crate::log::LogError;
 use crate::replay;
-use crate::state::{StateError, StateView};
+use crate::state::{StateError, StateReads};
 
 /// Most events one batch may carry.
 pub const BATCH_EVENTS_MAX: usize = 10_000;

@@ -8,8 +8,9 @@
 use super::Replay;
 use crate::Error;
 use crate::domain::entry::EntryBody;
+use crate::domain::view::TransactionLookup;
 use crate::log::Entry;
-use crate::state::apply::{TransactionLookup, apply, set_watermark};
+use crate::state::apply::{apply, set_watermark};
 use crate::state::hot::{HotRows, StagedTables};
 use crate::state::tables::{Watermark, WriteTables};
 use crate::state::{State, StateError};
@@ -103,7 +104,7 @@ impl Replay for Applier<'_> {
 mod tests {
     use super::*;
     use crate::domain::entry::{ConsumerAcked, StoreCreated, TransactionEntry};
-    use crate::state::StateView;
+    use crate::state::StateReads;
 
     fn entry(seq: u64, body_bytes: usize) -> Entry {
         Entry {
@@ -134,7 +135,10 @@ mod tests {
     struct NoTransactions;
 
     impl TransactionLookup for NoTransactions {
-        fn transaction(&self, _: u64) -> Result<Option<TransactionEntry>, StateError> {
+        fn transaction(
+            &self,
+            _: u64,
+        ) -> Result<Option<TransactionEntry>, crate::domain::view::ViewError> {
             Ok(None)
         }
     }

@@ -14,7 +14,7 @@ use rust_decimal::Decimal;
 use super::{ReportError, ReportSink, walk};
 use crate::domain::entry::{EntryBody, TransactionEntry};
 use crate::domain::model::{self, Metadata, Timestamp};
-use crate::ledger::request::hex;
+use crate::domain::request::hex;
 use crate::log::{Entry, Log, LogReader};
 use crate::replay;
 

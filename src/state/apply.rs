@@ -9,34 +9,30 @@ use std::collections::BTreeMap;
 use super::error::StateError;
 use super::hot::StagedTables;
 use super::tables::{
-    META_STORE_ID, META_WATERMARK, ReferenceRow, StateView, TransactionChanges, VolumesRow,
+    META_STORE_ID, META_WATERMARK, ReferenceRow, StateReads, TransactionChanges, VolumesRow,
     Watermark, WriteTables, encode_row,
 };
 use crate::domain::entry::{self, Dec, EntryBody, OverdraftCode, TransactionEntry};
 use crate::domain::model::{check_consumer_name, check_skip_reason};
+pub use crate::domain::view::TransactionLookup;
+use crate::domain::view::ViewError;
 use crate::log::LogReader;
-
-/// Transaction entries by id, for the entries that change a transaction after it was posted
-/// (a revert, its metadata): the state keeps no copy of them (schema 2).
-pub trait TransactionLookup {
-    /// The transaction entry `id`; `None` when entry `id` is not a transaction or not written.
-    fn transaction(&self, id: u64) -> Result<Option<TransactionEntry>, StateError>;
-}
 
 /// The log itself: every entry it holds up to its head.
 impl TransactionLookup for LogReader {
-    fn transaction(&self, id: u64) -> Result<Option<TransactionEntry>, StateError> {
+    fn transaction(&self, id: u64) -> Result<Option<TransactionEntry>, ViewError> {
         if id == 0 || id > self.head().seq {
             return Ok(None);
         }
-        let entry = self.read(id)?;
+        let entry = self.read(id).map_err(StateError::from)?;
         match entry::decode(&entry.body) {
             Ok(EntryBody::Transaction(tx)) => Ok(Some(tx)),
             Ok(_) => Ok(None),
             Err(error) => Err(StateError::BadEntry {
                 seq: id,
                 detail: error.to_string(),
-            }),
+            }
+            .into()),
         }
     }
 }

@@ -56,3 +56,20 @@ from_redb!(
     redb::CommitError,
     redb::SetDurabilityError
 );
+
+impl From<StateError> for crate::domain::view::ViewError {
+    fn from(error: StateError) -> Self {
+        crate::domain::view::ViewError(Box::new(error))
+    }
+}
+
+/// A view's error back as the state's: every view the state gives out fails with a
+/// `StateError`; anything else (a view of another making) is told as a database error.
+impl From<crate::domain::view::ViewError> for StateError {
+    fn from(error: crate::domain::view::ViewError) -> Self {
+        match error.0.downcast::<StateError>() {
+            Ok(error) => *error,
+            Err(other) => StateError::Database(other.to_string()),
+        }
+    }
+}

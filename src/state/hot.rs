@@ -18,7 +18,7 @@ use redb::ReadableTable;
 use super::error::StateError;
 use super::history::PendingRuns;
 use super::tables::{
-    ReferenceRow, StateView, TransactionChanges, VolumesRow, Watermark, WriteTables, encode_row,
+    ReferenceRow, StateReads, TransactionChanges, VolumesRow, Watermark, WriteTables, encode_row,
 };
 use crate::domain::model::{Metadata, Overdraft, Volumes};
 
@@ -307,7 +307,7 @@ impl StagedTables<'_, '_> {
     }
 }
 
-impl StateView for StagedTables<'_, '_> {
+impl StateReads for StagedTables<'_, '_> {
     fn volumes(&self, ledger: &str, account: &str, asset: &str) -> Result<Volumes, StateError> {
         match self.hot.volumes.get(&key(&[ledger, account, asset])) {
             Some(cached) => Ok(cached.value.volumes()),

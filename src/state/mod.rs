@@ -3,7 +3,7 @@
 //! missing or damaged, and the ledger rebuilds or catches it up from the log on open. It is
 //! written only by [`apply`] (one entry at a time, whole groups per write transaction, watermark
 //! included), through the [`hot`] rows for volumes and posting sequences, and read by validation
-//! and queries through [`StateView`]. Every commit goes through [`State::commit`].
+//! and queries through [`StateReads`]. Every commit goes through [`State::commit`].
 
 pub mod apply;
 pub mod backend;
@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use redb::{Database, Durability, ReadTransaction, ReadableDatabase, WriteTransaction};
 
 pub use error::StateError;
-pub use tables::{ReadTables, SCHEMA_VERSION, StateView, Watermark, WriteTables};
+pub use tables::{ReadTables, SCHEMA_VERSION, StateReads, Watermark, WriteTables};
 
 use crate::log::vfs::{OpenMode, Vfs, VfsFile, is_no_space, is_not_writable};
 use backend::{MemoryOverlay, VfsBackend};

@@ -1,4 +1,4 @@
-//! The redb tables of the materialized state, their row encodings, and [`StateView`]: the
+//! The redb tables of the materialized state, their row encodings, and [`StateReads`]: the
 //! reads that validation (inside a write transaction) and queries (inside a read transaction)
 //! share. Every row is derived from the log (`docs/ledger.md`, "State").
 
@@ -9,6 +9,8 @@ use super::error::StateError;
 use super::history::RunKey;
 use crate::domain::entry::{self, Dec, OverdraftCode};
 use crate::domain::model::{Metadata, Overdraft, Volumes};
+use crate::domain::view::{self, ViewError};
+pub use crate::domain::view::{ReferenceRow, TransactionChanges};
 use crate::log::Hash;
 
 /// Store-wide values: the watermark, the store id.
@@ -63,21 +65,6 @@ impl VolumesRow {
     }
 }
 
-/// Where a reference was used, and the hash of the request that used it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
-pub struct ReferenceRow {
-    pub id: u64,
-    pub request_hash: Hash,
-}
-
-/// What changed in a transaction after its entry was written (its entry holds the rest).
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Default)]
-pub struct TransactionChanges {
-    pub reverted_by: Option<u64>,
-    /// Current metadata, when it changed since the entry (which holds it as posted).
-    pub metadata: Option<Metadata>,
-}
-
 /// The last entry applied to the state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, Default)]
 pub struct Watermark {
@@ -102,8 +89,9 @@ pub(crate) fn encode_row<T: Encode>(table: &'static str, row: &T) -> Result<Vec<
     })
 }
 
-/// Reads shared by validation and queries.
-pub trait StateView {
+/// The state's reads, shared by validation (as the domain's [`view::StateView`]), apply and
+/// queries.
+pub trait StateReads {
     fn volumes(&self, ledger: &str, account: &str, asset: &str) -> Result<Volumes, StateError>;
     fn overdraft(&self, ledger: &str, account: &str, asset: &str) -> Result<Overdraft, StateError>;
     fn posting_seq(&self, ledger: &str, account: &str) -> Result<u64, StateError>;
@@ -115,6 +103,32 @@ pub trait StateView {
     fn watermark(&self) -> Result<Watermark, StateError>;
     /// A consumer's cursor; 0 for a consumer that never acknowledged anything.
     fn cursor(&self, consumer: &str) -> Result<u64, StateError>;
+}
+
+/// Validation reads the state through the domain's view; a failed read carries the
+/// `StateError` whole.
+impl<T: StateReads + ?Sized> view::StateView for T {
+    fn volumes(&self, ledger: &str, account: &str, asset: &str) -> Result<Volumes, ViewError> {
+        Ok(StateReads::volumes(self, ledger, account, asset)?)
+    }
+    fn overdraft(&self, ledger: &str, account: &str, asset: &str) -> Result<Overdraft, ViewError> {
+        Ok(StateReads::overdraft(self, ledger, account, asset)?)
+    }
+    fn posting_seq(&self, ledger: &str, account: &str) -> Result<u64, ViewError> {
+        Ok(StateReads::posting_seq(self, ledger, account)?)
+    }
+    fn reference(&self, ledger: &str, reference: &str) -> Result<Option<ReferenceRow>, ViewError> {
+        Ok(StateReads::reference(self, ledger, reference)?)
+    }
+    fn transaction_changes(&self, id: u64) -> Result<Option<TransactionChanges>, ViewError> {
+        Ok(StateReads::transaction_changes(self, id)?)
+    }
+    fn account_metadata(&self, ledger: &str, account: &str) -> Result<Metadata, ViewError> {
+        Ok(StateReads::account_metadata(self, ledger, account)?)
+    }
+    fn cursor(&self, consumer: &str) -> Result<u64, ViewError> {
+        Ok(StateReads::cursor(self, consumer)?)
+    }
 }
 
 type Key3<'a> = (&'a str, &'a str, &'a str);
@@ -195,10 +209,10 @@ where
     })
 }
 
-/// Implements [`StateView`] for a set of tables of either transaction kind.
+/// Implements [`StateReads`] for a set of tables of either transaction kind.
 macro_rules! impl_state_view {
     ($tables:ty) => {
-        impl StateView for $tables {
+        impl StateReads for $tables {
             fn volumes(&self, l: &str, a: &str, asset: &str) -> Result<Volumes, StateError> {
                 get_volumes(&self.volumes, (l, a, asset))
             }

@@ -24,7 +24,7 @@ use crate::log::vfs::{OpenMode, Vfs};
 use crate::log::{CorruptionKind, Cut, Entry, Hash, Head, Log, LogError, LogOptions, LogReader};
 use crate::replay::Applier;
 use crate::replay::{self, Replay};
-use crate::state::{ReadTables, STATE_FILE_NAME, State, StateOpened, StateView};
+use crate::state::{ReadTables, STATE_FILE_NAME, State, StateOpened, StateReads};
 
 /// The outcome of a verification (the JSON report of `folio verify`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

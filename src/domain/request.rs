@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::domain::LedgerError;
 use crate::domain::model::{Metadata, Timestamp, Volumes, parse_decimal_text};
 use crate::log::Hash;
 
@@ -120,13 +121,11 @@ impl Posting {
         destination: impl Into<String>,
         amount: &str,
         asset: impl Into<String>,
-    ) -> Result<Posting, crate::Error> {
-        let amount = parse_decimal_text(amount).map_err(|reason| {
-            crate::domain::LedgerError::InvalidInput {
-                field: "amount",
-                value: amount.to_string(),
-                reason,
-            }
+    ) -> Result<Posting, LedgerError> {
+        let amount = parse_decimal_text(amount).map_err(|reason| LedgerError::InvalidInput {
+            field: "amount",
+            value: amount.to_string(),
+            reason,
         })?;
         Ok(Posting {
             source: source.into(),

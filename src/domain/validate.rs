@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use rust_decimal::Decimal;
 
 use super::request::{PostRequest, RevertRequest};
-use crate::Error;
+use super::view::{StateView, TransactionLookup, ViewError};
 use crate::domain::LedgerError;
 use crate::domain::entry::{
     AccountMetadataDeleted, AccountMetadataSet, CanonicalRequest, ConsumerAcked, Dec, EntryBody,
@@ -16,9 +16,31 @@ use crate::domain::entry::{
     TransactionMetadataDeleted, TransactionMetadataSet, VolumeChange,
 };
 use crate::domain::model::{self, Metadata, Overdraft, Volumes, WORLD};
-use crate::state::StateError;
-use crate::state::StateView;
-use crate::state::apply::TransactionLookup;
+
+/// Why validation gave no decision: the request breaks a rule (its answer), a read of the
+/// state or the log failed, or they disagree with each other.
+#[derive(Debug)]
+pub enum Refusal {
+    Rule(LedgerError),
+    View(ViewError),
+    /// The state names entry `seq` as something the log says it is not.
+    Inconsistent {
+        seq: u64,
+        detail: String,
+    },
+}
+
+impl From<LedgerError> for Refusal {
+    fn from(error: LedgerError) -> Self {
+        Refusal::Rule(error)
+    }
+}
+
+impl From<ViewError> for Refusal {
+    fn from(error: ViewError) -> Self {
+        Refusal::View(error)
+    }
+}
 
 /// A write operation, as queued for group commit.
 #[derive(Debug, Clone)]
@@ -89,7 +111,7 @@ pub(crate) struct Context<'a> {
     pub seq: u64,
 }
 
-pub(crate) fn validate(ctx: &Context<'_>, op: &Op) -> Result<Decision, Error> {
+pub(crate) fn validate(ctx: &Context<'_>, op: &Op) -> Result<Decision, Refusal> {
     // `now` is `LedgerOptions::clock`'s: a clock out of the storable range would write an
     // `inserted_at` that no export, event or journal can express (`docs/ledger.md`).
     model::Timestamp(ctx.now).check("clock")?;
@@ -197,7 +219,7 @@ pub(crate) fn validate(ctx: &Context<'_>, op: &Op) -> Result<Decision, Error> {
 
 /// An ack moves a cursor forward to an entry that exists; acking the cursor's own seq again
 /// is a no-op, so that a consumer may repeat an ack whose outcome it did not learn.
-fn validate_ack(ctx: &Context<'_>, consumer: &str, seq: u64) -> Result<Decision, Error> {
+fn validate_ack(ctx: &Context<'_>, consumer: &str, seq: u64) -> Result<Decision, Refusal> {
     model::check_consumer_name(consumer)?;
     let head = ctx.seq.saturating_sub(1);
     if seq > head {
@@ -239,7 +261,7 @@ fn validate_skip(
     seq: u64,
     reason: &str,
     cursor_read: u64,
-) -> Result<Decision, Error> {
+) -> Result<Decision, Refusal> {
     model::check_consumer_name(consumer)?;
     model::check_skip_reason(reason)?;
     let cursor = ctx.view.cursor(consumer)?;
@@ -263,13 +285,13 @@ fn validate_skip(
     Ok(Decision::Append(EntryBody::EventSkipped(skipped)))
 }
 
-fn check_target(ledger: &str, account: &str) -> Result<(), Error> {
+fn check_target(ledger: &str, account: &str) -> Result<(), Refusal> {
     model::check_ledger_name(ledger)?;
     model::check_account("account", account)?;
     Ok(())
 }
 
-fn check_nonempty_metadata(metadata: &Metadata) -> Result<(), Error> {
+fn check_nonempty_metadata(metadata: &Metadata) -> Result<(), Refusal> {
     if metadata.is_empty() {
         let reason = "must set at least one key";
         return Err(LedgerError::InvalidInput {
@@ -291,7 +313,7 @@ struct Current {
 }
 
 /// Transaction `id` of `ledger`, or `TransactionNotFound`.
-fn current_transaction(ctx: &Context<'_>, ledger: &str, id: u64) -> Result<Current, Error> {
+fn current_transaction(ctx: &Context<'_>, ledger: &str, id: u64) -> Result<Current, Refusal> {
     let Some(entry) = ctx
         .entries
         .transaction(id)?
@@ -317,7 +339,7 @@ fn validate_overdraft(
     account: &str,
     asset: &str,
     policy: Overdraft,
-) -> Result<Decision, Error> {
+) -> Result<Decision, Refusal> {
     check_target(ledger, account)?;
     if account == WORLD {
         return Err(LedgerError::WorldPolicy.into());
@@ -360,7 +382,7 @@ fn validate_overdraft(
 }
 
 /// Checks each posting's fields and returns them in canonical form.
-fn check_postings(request: &PostRequest) -> Result<Vec<PostingEntry>, Error> {
+fn check_postings(request: &PostRequest) -> Result<Vec<PostingEntry>, Refusal> {
     if request.postings.is_empty() {
         return Err(LedgerError::EmptyPostings.into());
     }
@@ -393,7 +415,7 @@ fn check_postings(request: &PostRequest) -> Result<Vec<PostingEntry>, Error> {
     Ok(postings)
 }
 
-fn check_common(ledger: &str, reference: Option<&str>, metadata: &Metadata) -> Result<(), Error> {
+fn check_common(ledger: &str, reference: Option<&str>, metadata: &Metadata) -> Result<(), Refusal> {
     model::check_ledger_name(ledger)?;
     if let Some(reference) = reference {
         model::check_reference(reference)?;
@@ -407,7 +429,7 @@ fn check_common(ledger: &str, reference: Option<&str>, metadata: &Metadata) -> R
 fn check_reference_use(
     ctx: &Context<'_>,
     canonical: &CanonicalRequest,
-) -> Result<Option<Decision>, Error> {
+) -> Result<Option<Decision>, Refusal> {
     let Some(reference) = &canonical.reference else {
         return Ok(None);
     };
@@ -418,11 +440,10 @@ fn check_reference_use(
         return Ok(Some(Decision::Replay(used.id)));
     }
     let Some(original) = ctx.entries.transaction(used.id)? else {
-        return Err(StateError::Inconsistent {
+        return Err(Refusal::Inconsistent {
             seq: used.id,
             detail: format!("reference {reference:?} names it, and it is not a transaction"),
-        }
-        .into());
+        });
     };
     let original = original.canonical_request();
     Err(LedgerError::IdempotencyConflict {
@@ -471,7 +492,7 @@ fn first_difference(original: &CanonicalRequest, retry: &CanonicalRequest) -> St
     "request".to_string()
 }
 
-fn validate_post(ctx: &Context<'_>, request: &PostRequest) -> Result<Decision, Error> {
+fn validate_post(ctx: &Context<'_>, request: &PostRequest) -> Result<Decision, Refusal> {
     check_common(
         &request.ledger,
         request.reference.as_deref(),
@@ -512,7 +533,7 @@ fn validate_post(ctx: &Context<'_>, request: &PostRequest) -> Result<Decision, E
 
 /// Checks the bounds on the map that a metadata `set` leaves behind: the stored keys merged
 /// with the new ones. The bounds are those of one map, not of one request.
-fn check_merged_metadata(mut stored: Metadata, set: &Metadata) -> Result<(), Error> {
+fn check_merged_metadata(mut stored: Metadata, set: &Metadata) -> Result<(), Refusal> {
     stored.extend(set.iter().map(|(key, value)| (key.clone(), value.clone())));
     model::check_metadata(&stored)?;
     Ok(())
@@ -520,7 +541,7 @@ fn check_merged_metadata(mut stored: Metadata, set: &Metadata) -> Result<(), Err
 
 /// The decision to append `tx`, once its volume changes are checked exactly as `apply` will
 /// check them: a sum that a `Decimal` cannot hold exactly is an overflow, never rounded.
-fn append_transaction(tx: TransactionEntry) -> Result<Decision, Error> {
+fn append_transaction(tx: TransactionEntry) -> Result<Decision, Refusal> {
     match tx.check_volume_changes() {
         Ok(()) => Ok(Decision::Append(EntryBody::Transaction(tx))),
         Err(mismatch) => Err(LedgerError::Overflow {
@@ -531,7 +552,7 @@ fn append_transaction(tx: TransactionEntry) -> Result<Decision, Error> {
     }
 }
 
-fn validate_revert(ctx: &Context<'_>, request: &RevertRequest) -> Result<Decision, Error> {
+fn validate_revert(ctx: &Context<'_>, request: &RevertRequest) -> Result<Decision, Refusal> {
     check_common(
         &request.ledger,
         request.reference.as_deref(),
@@ -595,7 +616,7 @@ fn effects(
     ledger: &str,
     postings: &[PostingEntry],
     enforce: bool,
-) -> Result<(Vec<VolumeChange>, Vec<PostingSeq>), Error> {
+) -> Result<(Vec<VolumeChange>, Vec<PostingSeq>), Refusal> {
     let mut running: BTreeMap<(&str, &str), (Volumes, Volumes)> = BTreeMap::new();
     for posting in postings {
         let (source, destination, asset) = (&posting.source, &posting.destination, &posting.asset);
@@ -660,7 +681,7 @@ fn posting_seqs(
     view: &dyn StateView,
     ledger: &str,
     postings: &[PostingEntry],
-) -> Result<Vec<PostingSeq>, Error> {
+) -> Result<Vec<PostingSeq>, Refusal> {
     let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
     for posting in postings {
         *counts.entry(posting.source.as_str()).or_default() += 1;
