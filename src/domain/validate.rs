@@ -94,7 +94,7 @@ pub(crate) enum Decision {
     /// Append this entry.
     Append(EntryBody),
     /// The request repeats the transaction with this id: return its receipt.
-    Replay(u64),
+    Repeat(u64),
     /// The request changes nothing (an ack of the seq the cursor is at): append nothing.
     Unchanged,
 }
@@ -424,7 +424,7 @@ fn check_common(ledger: &str, reference: Option<&str>, metadata: &Metadata) -> R
     Ok(())
 }
 
-/// If the request's reference was used: `Some(Replay)` for the same request, an
+/// If the request's reference was used: `Some(Repeat)` for the same request, an
 /// `IdempotencyConflict` naming the first differing field for another one.
 fn check_reference_use(
     ctx: &Context<'_>,
@@ -437,7 +437,7 @@ fn check_reference_use(
         return Ok(None);
     };
     if used.request_hash == canonical.hash() {
-        return Ok(Some(Decision::Replay(used.id)));
+        return Ok(Some(Decision::Repeat(used.id)));
     }
     let Some(original) = ctx.entries.transaction(used.id)? else {
         return Err(Refusal::Inconsistent {
@@ -512,8 +512,8 @@ fn validate_post(ctx: &Context<'_>, request: &PostRequest) -> Result<Decision, R
         reverts: None,
         forced: false,
     };
-    if let Some(replay) = check_reference_use(ctx, &canonical)? {
-        return Ok(replay);
+    if let Some(repeat) = check_reference_use(ctx, &canonical)? {
+        return Ok(repeat);
     }
     let (volumes, posting_seqs) = effects(ctx.view, &canonical.ledger, &canonical.postings, true)?;
     append_transaction(TransactionEntry {
@@ -568,9 +568,9 @@ fn validate_revert(ctx: &Context<'_>, request: &RevertRequest) -> Result<Decisio
         reverts: Some(request.id),
         forced: request.force,
     };
-    // A retried revert that went through must replay, so the reference comes first.
-    if let Some(replay) = check_reference_use(ctx, &canonical)? {
-        return Ok(replay);
+    // A retried revert that went through is a repeat, so the reference comes first.
+    if let Some(repeat) = check_reference_use(ctx, &canonical)? {
+        return Ok(repeat);
     }
     let current = current_transaction(ctx, &request.ledger, request.id)?;
     if let Some(reverted_by) = current.reverted_by {

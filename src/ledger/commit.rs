@@ -106,7 +106,7 @@ enum Staged {
         body: EntryBody,
     },
     /// Repeats transaction `id`.
-    Replay(u64),
+    Repeat(u64),
     Done(Result<Outcome, Error>),
 }
 
@@ -421,8 +421,8 @@ impl Inner {
                 };
                 let body = match decision {
                     Ok(Decision::Append(body)) => body,
-                    Ok(Decision::Replay(id)) => {
-                        staging.staged.push(Staged::Replay(id));
+                    Ok(Decision::Repeat(id)) => {
+                        staging.staged.push(Staged::Repeat(id));
                         continue;
                     }
                     Ok(Decision::Unchanged) => {
@@ -553,7 +553,7 @@ impl Inner {
         for (pending, staged) in group.iter().zip(staged) {
             let result = match staged {
                 Staged::Done(result) => result,
-                Staged::Entry { .. } | Staged::Replay(_) => Err(failure.clone().into()),
+                Staged::Entry { .. } | Staged::Repeat(_) => Err(failure.clone().into()),
             };
             fill(&pending.slot, result);
         }
@@ -572,26 +572,27 @@ impl Inner {
             staged: &staged,
             positions: staged_tx,
         };
-        let mut replays: Vec<Option<Result<Outcome, Error>>> = staged
+        let mut repeats: Vec<Option<Result<Outcome, Error>>> = staged
             .iter()
             .map(|staged| match staged {
-                Staged::Replay(id) => Some(self.replayed(*id, appended, &entries)),
+                Staged::Repeat(id) => Some(self.repeated(*id, appended, &entries)),
                 _ => None,
             })
             .collect();
-        for ((pending, staged), replay) in group.iter().zip(staged).zip(&mut replays) {
-            let result = match (staged, replay.take()) {
+        for ((pending, staged), repeat) in group.iter().zip(staged).zip(&mut repeats) {
+            let result = match (staged, repeat.take()) {
                 (Staged::Done(result), _) => result,
                 (Staged::Entry { index, body }, _) => Ok(outcome_of(&appended[index], body)),
-                (Staged::Replay(_), Some(result)) => result,
-                (Staged::Replay(id), None) => unreachable!("repeat of {id} has no result"),
+                (Staged::Repeat(_), Some(result)) => result,
+                (Staged::Repeat(id), None) => unreachable!("repeat of {id} has no result"),
             };
             fill(&pending.slot, result);
         }
     }
 
-    /// The original receipt of transaction `id`, marked replayed.
-    fn replayed(
+    /// The original receipt of transaction `id`, for a repeat (marked `replayed`, the
+    /// receipt's field as applications and `folio post --json` read it).
+    fn repeated(
         &self,
         id: u64,
         appended: &[Appended],
