@@ -6,7 +6,7 @@
 pub mod events;
 
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 pub use events::{Event, Payload, event_of};
@@ -16,6 +16,7 @@ use crate::domain::LedgerError;
 use crate::domain::entry::{EntryBody, TransactionEntry};
 use crate::log::vfs::Vfs;
 use crate::log::{Entry, Log, LogError, LogOptions, LogReader};
+use crate::replay::ReplayError;
 use crate::replay::{self, Replay};
 
 /// Why an export stopped. Every line written before the error is a whole, valid event.
@@ -71,27 +72,6 @@ impl ExportError {
     pub fn is_broken_pipe(&self) -> bool {
         matches!(self, ExportError::Write { source } if source.kind() == io::ErrorKind::BrokenPipe)
     }
-
-    /// The crate error that [`EventWriter`] hands to [`replay::drive`] to stop it, since a
-    /// [`Replay`] sink returns a `folio::Error`; the typed error stays with the writer.
-    fn stand_in(&self) -> Error {
-        match self {
-            // Store errors are passed on as themselves, never through here.
-            ExportError::Store(_) | ExportError::Amount { .. } | ExportError::Time { .. } => {
-                LedgerError::InvalidInput {
-                    field: "entry",
-                    value: self.to_string(),
-                    reason: "cannot be exported",
-                }
-                .into()
-            }
-            ExportError::Write { source } => LogError::Io {
-                path: PathBuf::from("<events output>"),
-                source: io::Error::new(source.kind(), source.to_string()),
-            }
-            .into(),
-        }
-    }
 }
 
 /// What an export did.
@@ -109,15 +89,14 @@ pub struct ExportSummary {
 }
 
 /// Writes one event per entry as JSON Lines; entries without an event write nothing. Reads
-/// the transaction a revert reverts from the log. On an export error it stops the drive and
-/// keeps the typed error, which [`EventWriter::take_failure`] returns.
+/// the transaction a revert reverts from the log. An export error stops the drive as itself
+/// (the sink's error is [`ExportError`]).
 pub struct EventWriter<'a, W: Write> {
     log: &'a LogReader,
     store_id: [u8; 16],
     out: W,
     events: u64,
     line: Vec<u8>,
-    failure: Option<ExportError>,
 }
 
 impl<'a, W: Write> EventWriter<'a, W> {
@@ -128,18 +107,12 @@ impl<'a, W: Write> EventWriter<'a, W> {
             out,
             events: 0,
             line: Vec::new(),
-            failure: None,
         }
     }
 
     /// Events written so far.
     pub fn events(&self) -> u64 {
         self.events
-    }
-
-    /// The error that stopped the last drive, if it was an export error.
-    pub fn take_failure(&mut self) -> Option<ExportError> {
-        self.failure.take()
     }
 
     /// Flushes the output (a buffered one holds whole lines only).
@@ -169,24 +142,20 @@ impl<'a, W: Write> EventWriter<'a, W> {
 }
 
 impl<W: Write> Replay for EventWriter<'_, W> {
-    fn entry(&mut self, entry: &Entry, body: &EntryBody) -> Result<(), Error> {
-        match self.write_entry(entry, body) {
-            Ok(()) => Ok(()),
-            Err(ExportError::Store(error)) => Err(error),
-            Err(failure) => {
-                let stand_in = failure.stand_in();
-                self.failure = Some(failure);
-                Err(stand_in)
-            }
-        }
+    type Error = ExportError;
+
+    fn entry(&mut self, entry: &Entry, body: &EntryBody) -> Result<(), ExportError> {
+        self.write_entry(entry, body)
     }
 
-    fn finish(&mut self) -> Result<(), Error> {
-        self.flush().map_err(|failure| {
-            let stand_in = failure.stand_in();
-            self.failure = Some(failure);
-            stand_in
-        })
+    fn finish(&mut self) -> Result<(), ExportError> {
+        self.flush()
+    }
+}
+
+impl From<ReplayError> for ExportError {
+    fn from(error: ReplayError) -> Self {
+        ExportError::Store(error.into())
     }
 }
 
@@ -268,11 +237,10 @@ pub fn export_log<W: Write>(
             summary.events = writer.events();
             Ok(summary)
         }
-        Err(error) => {
-            let failure = writer.take_failure();
+        Err(failure) => {
             // Deliver the whole lines written before the failure; the failure is the news.
             let _ = writer.flush();
-            Err(failure.unwrap_or(ExportError::Store(error)))
+            Err(failure)
         }
     }
 }

@@ -5,8 +5,7 @@
 //! pages that one transaction holds stay small whatever the size of a transaction: a store
 //! that ran on a machine reopens on it.
 
-use super::Replay;
-use crate::Error;
+use super::{Replay, ReplayError};
 use crate::domain::entry::EntryBody;
 use crate::domain::view::TransactionLookup;
 use crate::log::Entry;
@@ -78,7 +77,9 @@ impl<'a> Applier<'a> {
 }
 
 impl Replay for Applier<'_> {
-    fn entry(&mut self, entry: &Entry, body: &EntryBody) -> Result<(), Error> {
+    type Error = ReplayError;
+
+    fn entry(&mut self, entry: &Entry, body: &EntryBody) -> Result<(), ReplayError> {
         if self.buffered_body_bytes + entry.body.len() > BODY_BYTES_PER_TRANSACTION_MAX {
             self.flush(false)?;
         }
@@ -91,7 +92,7 @@ impl Replay for Applier<'_> {
         Ok(())
     }
 
-    fn finish(&mut self) -> Result<(), Error> {
+    fn finish(&mut self) -> Result<(), ReplayError> {
         self.flush(self.checkpoint_at_end)?;
         if self.checkpoint_at_end {
             self.state.checkpoint()?;

@@ -8,15 +8,40 @@ pub use apply::Applier;
 
 use crate::Error;
 use crate::domain::entry::{self, EntryBody};
-use crate::log::{Entry, Log, LogReader};
+use crate::log::{Entry, Log, LogError, LogReader};
 use crate::state::StateError;
 
-/// A consumer of log entries in seq order.
+/// Why a scan stopped on its own account (a sink's failures are the sink's own error): a
+/// record that does not read or the log failing, a body that does not decode, a state that
+/// refused an entry.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The log failed, or a record of it does not read (crc, hash, chain).
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// An entry's body does not decode (`BadEntry`), or a state refused it.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+impl From<ReplayError> for Error {
+    fn from(error: ReplayError) -> Self {
+        match error {
+            ReplayError::Log(error) => Error::Log(error),
+            ReplayError::State(error) => Error::State(error),
+        }
+    }
+}
+
+/// A consumer of log entries in seq order, with an error of its own that a failure of the
+/// scan converts into ([`ReplayError`]).
 pub trait Replay {
+    type Error: From<ReplayError>;
     /// Takes the next entry.
-    fn entry(&mut self, entry: &Entry, body: &EntryBody) -> Result<(), Error>;
+    fn entry(&mut self, entry: &Entry, body: &EntryBody) -> Result<(), Self::Error>;
     /// Called once after the last entry.
-    fn finish(&mut self) -> Result<(), Error> {
+    fn finish(&mut self) -> Result<(), Self::Error> {
         Ok(())
     }
 }
@@ -24,6 +49,11 @@ pub trait Replay {
 /// Decodes an entry's body, refusing a kind that the format version of the entry's segment
 /// may not hold (F-53): the entry was not written by a ledger of that version.
 pub fn decode_body(entry: &Entry) -> Result<EntryBody, Error> {
+    Ok(decode_checked(entry)?)
+}
+
+/// [`decode_body`], with the state's error (`BadEntry`).
+fn decode_checked(entry: &Entry) -> Result<EntryBody, StateError> {
     let bad_entry = |detail: String| StateError::BadEntry {
         seq: entry.seq,
         detail,
@@ -36,29 +66,28 @@ pub fn decode_body(entry: &Entry) -> Result<EntryBody, Error> {
             "an entry of a kind added in format version {version_min}, in a segment of \
              version {}",
             entry.version
-        ))
-        .into());
+        )));
     }
     Ok(body)
 }
 
 /// Feeds entries `seq_from..=seq_to` to `sink`, calling `progress` with each seq; returns how
 /// many entries it fed.
-pub fn drive(
+pub fn drive<S: Replay + ?Sized>(
     log: &LogReader,
     seq_from: u64,
     seq_to: u64,
-    sink: &mut dyn Replay,
+    sink: &mut S,
     progress: &mut dyn FnMut(u64),
-) -> Result<u64, Error> {
+) -> Result<u64, S::Error> {
     let mut fed = 0;
     if seq_from <= seq_to {
         for entry in log.iter_from(seq_from) {
-            let entry = entry?;
+            let entry = entry.map_err(ReplayError::from)?;
             if entry.seq > seq_to {
                 break;
             }
-            let body = decode_body(&entry)?;
+            let body = decode_checked(&entry).map_err(ReplayError::from)?;
             sink.entry(&entry, &body)?;
             progress(entry.seq);
             fed += 1;
@@ -202,7 +231,7 @@ struct CopySink<'a> {
 }
 
 impl CopySink<'_> {
-    fn flush(&mut self) -> Result<(), Error> {
+    fn flush(&mut self) -> Result<(), ReplayError> {
         if !self.bodies.is_empty() {
             self.log.append(&self.bodies)?;
             self.bodies.clear();
@@ -212,7 +241,9 @@ impl CopySink<'_> {
 }
 
 impl Replay for CopySink<'_> {
-    fn entry(&mut self, entry: &Entry, body: &EntryBody) -> Result<(), Error> {
+    type Error = ReplayError;
+
+    fn entry(&mut self, entry: &Entry, body: &EntryBody) -> Result<(), ReplayError> {
         self.bodies.push(entry.body.clone());
         if self.bodies.len() >= 1000 {
             self.flush()?;
@@ -220,7 +251,7 @@ impl Replay for CopySink<'_> {
         self.applier.entry(entry, body)
     }
 
-    fn finish(&mut self) -> Result<(), Error> {
+    fn finish(&mut self) -> Result<(), ReplayError> {
         self.flush()?;
         self.applier.finish()
     }

@@ -84,15 +84,10 @@ impl ReportError {
         matches!(self, ReportError::Write { source, .. }
             if source.kind() == io::ErrorKind::BrokenPipe)
     }
+}
 
-    /// The crate error a report's [`crate::replay::Replay`] sink hands to
-    /// [`crate::replay::drive`] to stop it; the typed error stays with the sink.
-    pub(crate) fn stand_in(&self) -> Error {
-        crate::domain::LedgerError::InvalidInput {
-            field: "report",
-            value: self.to_string(),
-            reason: "stopped the report",
-        }
-        .into()
+impl From<crate::replay::ReplayError> for ReportError {
+    fn from(error: crate::replay::ReplayError) -> Self {
+        ReportError::Store(Box::new(error.into()))
     }
 }

@@ -21,7 +21,6 @@ pub use journal::{JournalSummary, write_journal};
 pub use statement::{AssetStatement, Movement, Statement, StatementRequest, statement};
 pub use trial::{TrialBalance, trial_balance};
 
-use crate::Error;
 use crate::domain::entry::EntryBody;
 use crate::domain::model::{Timestamp, exact_add};
 use crate::log::{Entry, LogReader};
@@ -62,24 +61,16 @@ trait ReportSink {
     fn entry(&mut self, entry: &Entry, body: &EntryBody) -> Result<(), ReportError>;
 }
 
-/// Adapts a [`ReportSink`] to [`Replay`]: a report error stops the drive through a stand-in
-/// crate error and is kept here, typed, for [`walk`] to return.
+/// Adapts a [`ReportSink`] to [`Replay`], its errors passed on as themselves.
 struct Driven<'a, S: ReportSink> {
     sink: &'a mut S,
-    failure: Option<ReportError>,
 }
 
 impl<S: ReportSink> Replay for Driven<'_, S> {
-    fn entry(&mut self, entry: &Entry, body: &EntryBody) -> Result<(), Error> {
-        match self.sink.entry(entry, body) {
-            Ok(()) => Ok(()),
-            Err(ReportError::Store(error)) => Err(*error),
-            Err(failure) => {
-                let stand_in = failure.stand_in();
-                self.failure = Some(failure);
-                Err(stand_in)
-            }
-        }
+    type Error = ReportError;
+
+    fn entry(&mut self, entry: &Entry, body: &EntryBody) -> Result<(), ReportError> {
+        self.sink.entry(entry, body)
     }
 }
 
@@ -87,14 +78,9 @@ impl<S: ReportSink> Replay for Driven<'_, S> {
 /// that head's seq.
 fn walk(log: &LogReader, sink: &mut impl ReportSink) -> Result<u64, ReportError> {
     let head = log.head().seq;
-    let mut driven = Driven {
-        sink,
-        failure: None,
-    };
-    match replay::drive(log, 1, head, &mut driven, &mut |_| {}) {
-        Ok(_) => Ok(head),
-        Err(error) => Err(driven.failure.take().unwrap_or(ReportError::from(error))),
-    }
+    let mut driven = Driven { sink };
+    replay::drive(log, 1, head, &mut driven, &mut |_| {})?;
+    Ok(head)
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use crate::log::sim::SimFs;
 use crate::log::vfs::{OpenMode, Vfs};
 use crate::log::{CorruptionKind, Cut, Entry, Hash, Head, Log, LogError, LogOptions, LogReader};
 use crate::replay::Applier;
+use crate::replay::ReplayError;
 use crate::replay::{self, Replay};
 use crate::state::{ReadTables, STATE_FILE_NAME, State, StateOpened, StateReads};
 
@@ -232,14 +233,16 @@ struct VerifySink<'a> {
 }
 
 impl Replay for VerifySink<'_> {
-    fn entry(&mut self, entry: &Entry, body: &EntryBody) -> Result<(), Error> {
+    type Error = ReplayError;
+
+    fn entry(&mut self, entry: &Entry, body: &EntryBody) -> Result<(), ReplayError> {
         if entry.seq <= self.watermark {
             self.applier.entry(entry, body)?;
         }
         Ok(())
     }
 
-    fn finish(&mut self) -> Result<(), Error> {
+    fn finish(&mut self) -> Result<(), ReplayError> {
         self.applier.finish()
     }
 }
@@ -337,14 +340,15 @@ fn check_everything(
     )
 }
 
-fn failure_of_error(error: &Error) -> Failure {
+/// What stopped the replay of verify, as the failure it reports.
+fn failure_of_error(error: &ReplayError) -> Failure {
     match error {
-        Error::Log(log_error) => Failure::of_log_error(log_error)
+        ReplayError::Log(log_error) => Failure::of_log_error(log_error)
             .unwrap_or_else(|| Failure::new("log_unreadable", None, log_error.to_string())),
-        Error::State(crate::state::StateError::BadEntry { seq, .. }) => {
+        ReplayError::State(crate::state::StateError::BadEntry { seq, .. }) => {
             Failure::new("bad_entry", Some(*seq), error.to_string())
         }
-        Error::State(crate::state::StateError::Inconsistent { seq, .. }) => {
+        ReplayError::State(crate::state::StateError::Inconsistent { seq, .. }) => {
             Failure::new("entry_inconsistent", Some(*seq), error.to_string())
         }
         other => Failure::new("replay_failed", None, other.to_string()),
