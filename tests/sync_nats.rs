@@ -129,6 +129,22 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+/// `folio sync --store STORE --consumer stream --nats URL --subject SUBJECT` and `more`.
+fn sync_args<'a>(store: &'a str, url: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "sync",
+        "--store",
+        store,
+        "--consumer",
+        "stream",
+        "--nats",
+        url,
+        "--subject",
+        SUBJECT,
+    ];
+    args.extend_from_slice(more);
+    args
+}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -231,21 +247,7 @@ fn sync_killed_mid_stream_and_restarted_publishes_every_event_once_in_order() {
     assert_eq!(expected.len(), 300);
     let store = path.to_str().unwrap();
     let url = server.url();
-    let args = [
-        "sync",
-        "--store",
-        store,
-        "--consumer",
-        "stream",
-        "--nats",
-        &url,
-        "--subject",
-        SUBJECT,
-        "--batch",
-        "2",
-        "--retry-base-ms",
-        "10",
-    ];
+    let args = sync_args(store, &url, &["--batch", "2", "--retry-base-ms", "10"]);
     // As if a first run had published ten events and died before acking them in the store.
     publish_ahead(&url, &expected[..10]);
     let binary = assert_cmd::cargo::cargo_bin("folio");
@@ -256,7 +258,7 @@ fn sync_killed_mid_stream_and_restarted_publishes_every_event_once_in_order() {
     let mut ahead = Vec::new();
     for round in 0..8usize {
         let mut child = std::process::Command::new(&binary)
-            .args(args)
+            .args(&args)
             .arg("--json")
             .env_remove("FOLIO_STORE")
             .stdout(Stdio::piped())
@@ -337,27 +339,22 @@ fn a_server_restarted_mid_stream_is_retried_until_every_event_is_in_once() {
     books(&path, 300);
     let expected = exported(&path);
     let store = path.to_str().unwrap();
-    let args = [
-        "sync",
-        "--store",
+    let args = sync_args(
         store,
-        "--consumer",
-        "stream",
-        "--nats",
         &url,
-        "--subject",
-        SUBJECT,
-        "--batch",
-        "2",
-        "--once",
-        "--json",
-        "--retry-base-ms",
-        "50",
-        "--retry-cap-ms",
-        "200",
-        "--timeout-ms",
-        "2000",
-    ];
+        &[
+            "--batch",
+            "2",
+            "--once",
+            "--json",
+            "--retry-base-ms",
+            "50",
+            "--retry-cap-ms",
+            "200",
+            "--timeout-ms",
+            "2000",
+        ],
+    );
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("folio"))
         .args(args)
         .env_remove("FOLIO_STORE")
@@ -453,23 +450,18 @@ fn a_server_without_jetstream_stops_sync_at_once_with_the_cursor_unchanged() {
     let url = server.url();
     // Without the fix every attempt failed with "no stream found" and was retried: the
     // attempts bound makes that SYNC_UNAVAILABLE rather than a test that never ends.
-    let args = [
-        "sync",
-        "--store",
+    let args = sync_args(
         store,
-        "--consumer",
-        "stream",
-        "--nats",
         &url,
-        "--subject",
-        SUBJECT,
-        "--once",
-        "--retry-base-ms",
-        "1",
-        "--attempts-max",
-        "5",
-        "--json",
-    ];
+        &[
+            "--once",
+            "--retry-base-ms",
+            "1",
+            "--attempts-max",
+            "5",
+            "--json",
+        ],
+    );
     let (code, stdout, stderr) = run(&args);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("NATS_REJECTED"), "{stderr}");
@@ -495,24 +487,19 @@ fn an_unreachable_server_is_retried_then_unavailable() {
         .port();
     let url = format!("nats://127.0.0.1:{port}");
     let store = path.to_str().unwrap();
-    let args = [
-        "sync",
-        "--store",
+    let args = sync_args(
         store,
-        "--consumer",
-        "stream",
-        "--nats",
         &url,
-        "--subject",
-        SUBJECT,
-        "--once",
-        "--retry-base-ms",
-        "1",
-        "--attempts-max",
-        "3",
-        "--timeout-ms",
-        "2000",
-    ];
+        &[
+            "--once",
+            "--retry-base-ms",
+            "1",
+            "--attempts-max",
+            "3",
+            "--timeout-ms",
+            "2000",
+        ],
+    );
     let (code, _, stderr) = run(&args);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("SYNC_UNAVAILABLE"), "{stderr}");
@@ -635,22 +622,11 @@ fn an_event_over_the_message_size_stops_sync_with_nothing_after_it_in_the_stream
         "event 7 is 4.9 KB"
     );
     let store = path.to_str().unwrap();
-    let args = [
-        "sync",
-        "--store",
+    let args = sync_args(
         store,
-        "--consumer",
-        "stream",
-        "--nats",
         &url,
-        "--subject",
-        SUBJECT,
-        "--once",
-        "--retry-base-ms",
-        "1",
-        "--attempts-max",
-        "3",
-    ];
+        &["--once", "--retry-base-ms", "1", "--attempts-max", "3"],
+    );
     let (code, _, stderr) = run(&args);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("NATS_REJECTED"), "{stderr}");
