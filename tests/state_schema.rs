@@ -9,6 +9,10 @@
     reason = "a test fails loudly on any unexpected error"
 )]
 
+mod support {
+    pub mod binary;
+}
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -223,4 +227,29 @@ fn a_state_of_another_schema_or_none_is_rebuilt_from_the_log_on_open() {
         );
         assert!(read.open_table(TRANSACTIONS).unwrap().len().unwrap() == 2);
     }
+}
+
+#[test]
+fn the_cli_says_once_that_it_rebuilt_a_state_of_an_older_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let ledger = Ledger::create(&store).unwrap();
+    let ids = populate(&ledger);
+    ledger.close().unwrap();
+    drop(ledger);
+    age_state(&store, None);
+    let path = store.to_str().unwrap();
+    let args = ["balances", "--store", path, "--ledger", "main", "--json"];
+    let (code, stdout, stderr) = support::binary::run(&args);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("rebuilt from the log") && stderr.contains("schema"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("till:1"), "{stdout}");
+    let (code, again, stderr) = support::binary::run(&args);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stderr, "", "rebuilt once only");
+    assert_eq!(again, stdout);
+    assert!(ids.contains_key("till:1"));
 }

@@ -7,12 +7,21 @@ use std::path::Path;
 use serde_json::json;
 
 use super::AccountAction;
-use super::output::{CliError, outln, print_json, print_table};
+use super::output::{CliError, note, outln, print_json, print_table};
 use crate::domain::request::hex;
 use crate::{Committed, Ledger, LedgerError, Receipt, RevertRequest};
 
+/// Opens a store for a command, telling stderr when its state had to be rebuilt from the log
+/// (missing, damaged, or of another schema: the first open after an upgrade takes longer).
 pub(super) fn open(store: &Path) -> Result<Ledger, CliError> {
-    Ok(Ledger::open(store)?)
+    let ledger = Ledger::open(store)?;
+    if let crate::state::StateOpened::Rebuilt { reason } = &ledger.open_report().state {
+        let entries = ledger.open_report().entries_caught_up;
+        note(format_args!(
+            "folio: the state was rebuilt from the log ({entries} entries): {reason}"
+        ));
+    }
+    Ok(ledger)
 }
 
 pub(super) fn init(store: &Path, json: bool) -> Result<u8, CliError> {
