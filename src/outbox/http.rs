@@ -111,7 +111,9 @@ pub struct SyncReport {
     pub cursor: u64,
 }
 
-/// What happens during a sync, for a progress line.
+/// What happens during a sync, for a progress line. New kinds of progress may come: a match
+/// on it needs a catch-all arm.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SyncProgress {
     /// A batch was delivered and its last seq acknowledged.
