@@ -234,7 +234,7 @@ fn the_cli_says_once_that_it_rebuilt_a_state_of_an_older_schema() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let ledger = Ledger::create(&store).unwrap();
-    let ids = populate(&ledger);
+    populate(&ledger);
     ledger.close().unwrap();
     drop(ledger);
     age_state(&store, None);
@@ -251,5 +251,4 @@ fn the_cli_says_once_that_it_rebuilt_a_state_of_an_older_schema() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stderr, "", "rebuilt once only");
     assert_eq!(again, stdout);
-    assert!(ids.contains_key("till:1"));
 }

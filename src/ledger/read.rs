@@ -248,7 +248,17 @@ impl Ledger {
     /// has no such transaction.
     pub fn transaction(&self, ledger: &str, id: u64) -> Result<Option<Receipt>, Error> {
         model::check_ledger_name(ledger)?;
-        let tables = self.tables()?;
+        self.receipt_in(&self.tables()?, ledger, id)
+    }
+
+    /// Transaction `id` of `ledger` as of the snapshot `tables`: its entry from the log, what
+    /// changed since from the state. Reads that list several take them all from one snapshot.
+    fn receipt_in(
+        &self,
+        tables: &ReadTables,
+        ledger: &str,
+        id: u64,
+    ) -> Result<Option<Receipt>, Error> {
         // Only what the state's snapshot holds: the log may already hold a group whose
         // callers have not been answered.
         if id == 0 || id > tables.watermark()?.seq {
@@ -277,8 +287,9 @@ impl Ledger {
     ) -> Result<Option<Receipt>, Error> {
         model::check_ledger_name(ledger)?;
         model::check_reference(reference)?;
-        match self.tables()?.reference(ledger, reference)? {
-            Some(used) => self.transaction(ledger, used.id),
+        let tables = self.tables()?;
+        match tables.reference(ledger, reference)? {
+            Some(used) => self.receipt_in(&tables, ledger, used.id),
             None => Ok(None),
         }
     }
@@ -300,7 +311,7 @@ impl Ledger {
         let ids = crate::state::history::page(&tables.history, ledger, account, end, limit)?;
         let mut receipts = Vec::with_capacity(ids.len());
         for id in ids {
-            match self.transaction(ledger, id)? {
+            match self.receipt_in(&tables, ledger, id)? {
                 Some(receipt) => receipts.push(receipt),
                 None => {
                     return Err(LedgerError::TransactionNotFound {
