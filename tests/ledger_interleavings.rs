@@ -57,7 +57,7 @@ fn within_patience<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static)
 #[derive(Debug, Default)]
 struct Gate {
     needle: String,
-    /// 0: open; 1: armed; 2: holding a sync; 3: released.
+    /// 0: open; 1: armed; 2: holding a sync; 3: released; 4: released, the held sync failing.
     phase: Mutex<u8>,
     changed: Condvar,
 }
@@ -83,6 +83,11 @@ impl Gate {
         self.set(3);
     }
 
+    /// Lets the held sync go with an I/O error (as a dying disk would).
+    fn release_failing(&self) {
+        self.set(4);
+    }
+
     /// Waits until a sync is held; false if none came within [`PATIENCE`].
     fn wait_holding(&self) -> bool {
         let phase = self.phase.lock().unwrap();
@@ -93,17 +98,21 @@ impl Gate {
         *phase == 2
     }
 
-    fn on_sync(&self, path: &Path) {
+    fn on_sync(&self, path: &Path) -> io::Result<()> {
         if !path.to_string_lossy().contains(&self.needle) {
-            return;
+            return Ok(());
         }
         let mut phase = self.phase.lock().unwrap();
         if *phase != 1 {
-            return;
+            return Ok(());
         }
         *phase = 2;
         self.changed.notify_all();
-        let _released = self.changed.wait_while(phase, |phase| *phase != 3).unwrap();
+        let released = self.changed.wait_while(phase, |phase| *phase < 3).unwrap();
+        if *released == 4 {
+            return Err(io::Error::other("the held sync failed"));
+        }
+        Ok(())
     }
 }
 
@@ -167,7 +176,7 @@ impl VfsFile for GatedFile {
     }
     fn sync_data(&self) -> io::Result<()> {
         if !self.resized.swap(false, Ordering::SeqCst) {
-            self.gate.on_sync(&self.path);
+            self.gate.on_sync(&self.path)?;
         }
         self.inner.sync_data()
     }
@@ -261,6 +270,141 @@ fn reads_do_not_wait_for_a_group_in_its_log_fsync() {
     gate.release();
     held.join().unwrap().unwrap();
     assert_eq!(till(&ledger).unwrap(), Decimal::new(300, 2));
+}
+
+/// A clock that counts its calls: the ledger reads it once per group it validates.
+fn counting_clock(calls: &Arc<std::sync::atomic::AtomicU64>) -> folio::ledger::Clock {
+    let calls = calls.clone();
+    Arc::new(move || {
+        calls.fetch_add(1, Ordering::SeqCst);
+        folio::Timestamp::now().0
+    })
+}
+
+/// Waits until `calls` passes `count`; false if it did not within [`PATIENCE`].
+fn wait_for_call(calls: &std::sync::atomic::AtomicU64, count: u64) -> bool {
+    let start = std::time::Instant::now();
+    while calls.load(Ordering::SeqCst) <= count {
+        if start.elapsed() > PATIENCE {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    true
+}
+
+fn spend(reference: &str, amount: &str) -> PostRequest {
+    let posting = Posting::new("till:1", "shop", amount, ASSET).unwrap();
+    PostRequest::new(LEDGER, vec![posting]).with_reference(reference)
+}
+
+/// The pipeline: while group A is held inside its log fsync, group B, which spends what A
+/// brought, is validated against A's state (the clock it reads per group is called during the
+/// hold), and no read sees either; released, both return, in order.
+#[test]
+fn the_next_group_is_validated_while_a_group_is_in_its_log_fsync() {
+    let gate = Gate::new("/log/");
+    let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let options = LedgerOptions {
+        checkpoint_interval: Duration::from_secs(3_600),
+        clock: counting_clock(&calls),
+        ..LedgerOptions::default()
+    };
+    let (_dir, ledger) = gated_store(&gate, options);
+    ledger.post(sale("r1", "1.00")).unwrap();
+    gate.arm();
+    let a = {
+        let ledger = ledger.clone();
+        std::thread::spawn(move || ledger.post(sale("r2", "2.00")))
+    };
+    assert!(gate.wait_holding(), "A never synced the log");
+    let before_b = calls.load(Ordering::SeqCst);
+    let b = {
+        let ledger = ledger.clone();
+        std::thread::spawn(move || ledger.post(spend("s1", "2.50")))
+    };
+    assert!(
+        wait_for_call(&calls, before_b),
+        "B was not validated while A's fsync ran"
+    );
+    let reader = ledger.clone();
+    let seen = within_patience(move || {
+        let till = till(&reader).unwrap();
+        let b = reader.transaction_by_reference(LEDGER, "s1").unwrap();
+        (till, b.is_some())
+    });
+    let (seen, b_seen) = seen.expect("a read waited for the pipeline");
+    assert_eq!(seen, Decimal::ONE, "a read saw a group before its fsync");
+    assert!(!b_seen, "a read saw B before its fsync");
+    gate.release();
+    let a = a.join().unwrap().unwrap();
+    let b = b.join().unwrap().unwrap();
+    assert!(b.id > a.id);
+    assert_eq!(till(&ledger).unwrap(), Decimal::new(50, 2));
+    assert!(ledger.verify(&[]).unwrap().ok);
+}
+
+/// Group A's log fsync fails while group B, validated on A's state and committed held, waits
+/// behind it: both get OUTCOME_UNKNOWN, reads keep showing what was acknowledged, and the
+/// store (dropped without a checkpoint, as a crash-free process would) reopens with exactly
+/// what its log holds: B's held state commit must never reach the file (without the fence,
+/// redb's close makes it durable and the reopen finds the state ahead of the log).
+#[test]
+fn a_failed_log_fsync_fails_the_group_behind_it_and_the_store_reopens_with_its_log() {
+    let gate = Gate::new("/log/");
+    let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let options = LedgerOptions {
+        checkpoint_interval: Duration::from_secs(3_600),
+        clock: counting_clock(&calls),
+        ..LedgerOptions::default()
+    };
+    let (dir, ledger) = gated_store(&gate, options);
+    ledger.post(sale("r1", "1.00")).unwrap();
+    gate.arm();
+    let a = {
+        let ledger = ledger.clone();
+        std::thread::spawn(move || ledger.post(sale("r2", "2.00")))
+    };
+    assert!(gate.wait_holding(), "A never synced the log");
+    let before_b = calls.load(Ordering::SeqCst);
+    let b = {
+        let ledger = ledger.clone();
+        std::thread::spawn(move || ledger.post(spend("s1", "2.50")))
+    };
+    assert!(wait_for_call(&calls, before_b), "B was never validated");
+    // B is committed held by the time it waits for A's write: give it the moment it needs.
+    std::thread::sleep(Duration::from_millis(200));
+    gate.release_failing();
+    for (name, result) in [("A", a.join().unwrap()), ("B", b.join().unwrap())] {
+        let error = result.expect_err(name);
+        assert_eq!(error.code(), "OUTCOME_UNKNOWN", "{name}: {error}");
+    }
+    assert_eq!(till(&ledger).unwrap(), Decimal::ONE);
+    assert_eq!(
+        ledger.post(sale("r3", "1.00")).unwrap_err().code(),
+        "POISONED"
+    );
+    let _ = ledger.close();
+    drop(ledger);
+    let store = dir.path().join("store");
+    let reopened = Ledger::open_with(Arc::new(RealFs), &store, LedgerOptions::default())
+        .expect("the store reopens");
+    let report = reopened.verify(&[]).unwrap();
+    assert!(report.ok, "{:?}", report.first_failure);
+    let log_has_a = reopened.log().head().seq > 2;
+    let expected = if log_has_a {
+        Decimal::new(300, 2)
+    } else {
+        Decimal::ONE
+    };
+    assert_eq!(till(&reopened).unwrap(), expected);
+    assert!(
+        reopened
+            .transaction_by_reference(LEDGER, "s1")
+            .unwrap()
+            .is_none(),
+        "B was never written, yet it is in the books"
+    );
 }
 
 const CLOCK_NORMAL: u8 = 0;

@@ -1,12 +1,20 @@
-//! Group commit. Callers queue their operations; one caller at a time leads and takes
-//! everything queued and commits it as one group: validate each operation in queue order
-//! (each against the state the earlier ones left, inside one redb write transaction), append
-//! the accepted entries to the log with one write and one fsync (the commit point), then
-//! record the new watermark and commit the state transaction before any caller learns its
-//! result: the state readers see advances when a group's fsync returns, never later, so a read
-//! never waits for a group in progress and never misses a write that returned. Each caller gets
-//! its own result; one rejected operation never fails the others. A panic inside a group
-//! poisons the ledger and fails every operation of the group (`docs/ledger.md` §11).
+//! Group commit, pipelined. Callers queue their operations; one caller at a time leads and
+//! takes everything queued as a group: it validates each operation in queue order (each
+//! against the state the earlier ones left, inside one redb write transaction), has the log
+//! prepare the accepted entries (hashed, framed, their place reserved: every clean failure,
+//! a full disk included, happens here), records the new watermark and commits the state
+//! transaction *held*: readers do not see it yet. Then it hands leadership on and lands the
+//! group: the log writes it with one write and one fsync (the commit point), after every
+//! group before it; the held state is published to readers, and each caller gets its result.
+//! So group N+1 is validated and encoded by the next leader while group N's write and fsync
+//! run (TigerBeetle's pipeline), and no read sees a group before its fsync returned.
+//!
+//! A group that makes a checkpoint (a durable state commit) is not pipelined: its state must
+//! never be durable before its entries, so it commits after its own write. A failed write or
+//! fsync poisons the ledger, leaves the outcome unknown for its group and for every group
+//! prepared after it, and fences the state file, so that the state commits held for those
+//! groups never become durable (`docs/ledger.md` §11). One rejected operation never fails the
+//! others; a panic inside a group poisons the ledger and fails every operation of the group.
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -25,11 +33,11 @@ use crate::domain::view::{TransactionLookup, ViewError};
 use crate::log::format::{
     BATCH_BYTES_MAX, BODY_BYTES_MAX, FRAME_PREFIX_BYTES, PAYLOAD_FIXED_BYTES,
 };
-use crate::log::{Appended, LogError, LogReader};
+use crate::log::{Appended, LogError, LogReader, Prepared};
 use crate::replay;
 use crate::state::apply::{apply, set_watermark};
 use crate::state::hot::{HotRows, StagedTables};
-use crate::state::{StateError, Watermark, WriteTables, panic_text};
+use crate::state::{Held, StateError, Watermark, WriteTables, panic_text};
 
 /// What a write returns: a receipt for transactions, the entry's place for the rest.
 #[derive(Debug, Clone)]
@@ -48,20 +56,22 @@ pub(crate) struct Pending {
     slot: Slot,
 }
 
-/// The checkpoint bookkeeping and the hot rows, guarded by the committer lock.
+/// The checkpoint bookkeeping, the hot rows and the groups in flight, guarded by the
+/// committer lock (held by the leader while it validates and prepares a group).
 ///
-/// Every group that appends entries commits its own state (redb) write transaction before its
-/// callers learn their results, with `Durability::None` between checkpoints (the log, fsynced
-/// per group, is the commit point): so the state readers see is always the last group whose
-/// fsync returned, and a read never waits for the group in progress. What a crash takes from
-/// the non-durable commits is re-applied from the log on open, like any entry past the
-/// watermark.
+/// Every group commits its own state (redb) write transaction, with `Durability::None`
+/// between checkpoints (the log, fsynced per group, is the commit point); readers see it once
+/// the group's fsync returned. What a crash takes from the non-durable commits is re-applied
+/// from the log on open, like any entry past the watermark.
 pub(crate) struct Committer {
     groups_since_checkpoint: u32,
     last_checkpoint: Instant,
     /// Volumes and posting sequences as the last state commit left them (a cache in front of
     /// the tables), plus, within a group, the rows it changed; written before it commits.
     hot: HotRows,
+    /// The encoded entries of groups prepared but maybe not yet durable, by first seq: a later
+    /// group may revert or repeat one of their transactions before the log can read it.
+    in_flight: Vec<(u64, Vec<Vec<u8>>)>,
 }
 
 self_cell::self_cell!(
@@ -86,7 +96,14 @@ impl Committer {
             groups_since_checkpoint: 0,
             last_checkpoint: now,
             hot: HotRows::new(),
+            in_flight: Vec::new(),
         }
+    }
+
+    /// Forgets what the committer caches, after a group failed half-way: the hot rows are
+    /// read again from the tables.
+    fn forget(&mut self) {
+        self.hot.clear();
     }
 }
 
@@ -122,6 +139,25 @@ struct Staging {
     unprocessed: Vec<Pending>,
 }
 
+/// A group its leader has validated, prepared and (unless it appends nothing) committed held,
+/// to be landed once leadership is handed on.
+struct Flight {
+    group: Vec<Pending>,
+    staged: Vec<Staged>,
+    staged_tx: HashMap<u64, usize>,
+    landing: Landing,
+}
+
+enum Landing {
+    /// Nothing to append: the results stand once every entry prepared before the group (which
+    /// they may repeat, or have been judged against) is durable, up to this seq.
+    Settle { seq: u64 },
+    /// Write the entries, then publish the held state.
+    Write { prepared: Prepared, held: Held },
+    /// Written and committed already (a checkpoint group), or failed: deliver these.
+    Done { appended: Vec<Appended> },
+}
+
 fn fill(slot: &Slot, result: Result<Outcome, Error>) {
     *slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(result);
 }
@@ -144,29 +180,38 @@ fn fail_all(group: &[Pending], error: &LedgerError) {
     }
 }
 
-/// The queue of operations waiting for a group, and whether some caller is committing one.
+/// The queue of operations waiting for a group, whether some caller is leading one, and how
+/// many groups are landing (their operations neither queued nor settled).
 #[derive(Default)]
 pub(crate) struct Queue {
     pending: VecDeque<Pending>,
     leader_active: bool,
+    landing: usize,
 }
 
-/// Held by the leader while it commits a group; its drop hands leadership back and wakes the
-/// waiters.
-struct Leading<'a>(&'a Inner);
+/// Held by the leader while it validates and prepares a group; its drop hands leadership back
+/// (counting the group as landing when it has one) and wakes the waiters.
+struct Leading<'a> {
+    inner: &'a Inner,
+    landing: bool,
+}
 
 impl Drop for Leading<'_> {
     fn drop(&mut self) {
-        self.0.lock_queue().leader_active = false;
-        self.0.group_done.notify_all();
+        let mut queue = self.inner.lock_queue();
+        queue.leader_active = false;
+        queue.landing += usize::from(self.landing);
+        drop(queue);
+        self.inner.group_done.notify_all();
     }
 }
 
 impl Ledger {
-    /// Queues operations and returns their results in order, once some caller (maybe this
-    /// one) has committed them. One caller at a time leads: it takes what is queued and
-    /// commits it as a group while the others wait on `group_done`. A waiter whose operations
-    /// a group settled returns at once, rather than waiting behind the next group's fsync.
+    /// Queues operations and returns their results in order, once they are committed. One
+    /// caller at a time leads: it takes what is queued, validates and prepares it as a group,
+    /// hands leadership on, and lands the group (its write and fsync) while the next leader
+    /// prepares the next one. The others wait on `group_done`; a waiter whose operations a
+    /// group settled returns at once.
     pub(crate) fn submit(&self, ops: Vec<Op>) -> Vec<Result<Outcome, Error>> {
         let inner = &self.inner;
         let slots: Vec<Slot> = ops.iter().map(|_| Arc::new(Mutex::new(None))).collect();
@@ -178,29 +223,27 @@ impl Ledger {
             });
         }
         while !slots.iter().all(is_filled) {
-            if queue.leader_active {
+            if !queue.leader_active && !queue.pending.is_empty() {
+                queue.leader_active = true;
+                let count = queue.pending.len().min(inner.options.group_ops_max);
+                let group: Vec<Pending> = queue.pending.drain(..count).collect();
+                drop(queue);
+                inner.lead(group);
+                queue = inner.lock_queue();
+                continue;
+            }
+            if queue.leader_active || queue.landing > 0 {
                 queue = inner
                     .group_done
                     .wait(queue)
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
                 continue;
             }
-            if queue.pending.is_empty() {
-                // Every group fills each slot it took (a panic included), so an unfilled slot
-                // is always still queued; never spin on one that is not.
-                debug_assert!(false, "an operation is neither queued nor settled");
-                break;
-            }
-            queue.leader_active = true;
-            let count = queue.pending.len().min(inner.options.group_ops_max);
-            let group: Vec<Pending> = queue.pending.drain(..count).collect();
-            drop(queue);
-            {
-                let _leading = Leading(inner);
-                let mut committer = inner.lock_committer();
-                inner.commit_group_guarded(&mut committer, group);
-            }
-            queue = inner.lock_queue();
+            // Every group fills each slot it took (a panic included), so an unfilled slot is
+            // always queued, in a group being led, or in one landing; never spin on one that
+            // is none of these.
+            debug_assert!(false, "an operation is neither queued nor settled");
+            break;
         }
         drop(queue);
         slots
@@ -217,13 +260,14 @@ impl Ledger {
     }
 }
 
-/// Transaction entries for validation: the group's own (not yet in the log) first, then the
-/// log.
+/// Transaction entries for validation: the group's own (not yet in the log) first, then those
+/// of the groups in flight, then the log.
 struct GroupEntries<'a> {
     log: &'a LogReader,
     staged: &'a [Staged],
     /// Seq -> position in `staged` of the group's transaction entries.
     positions: &'a HashMap<u64, usize>,
+    in_flight: &'a [(u64, Vec<Vec<u8>>)],
 }
 
 impl GroupEntries<'_> {
@@ -236,12 +280,36 @@ impl GroupEntries<'_> {
             _ => None,
         }
     }
+
+    /// Transaction `id` from a group in flight: `Some(None)` when the entry is there but not a
+    /// transaction, `None` when no group in flight holds it.
+    fn in_flight_transaction(
+        &self,
+        id: u64,
+    ) -> Option<Result<Option<TransactionEntry>, ViewError>> {
+        let (first_seq, bodies) = self.in_flight.iter().find(|(first_seq, bodies)| {
+            (*first_seq..*first_seq + bodies.len() as u64).contains(&id)
+        })?;
+        let body = &bodies[(id - first_seq) as usize];
+        Some(match entry::decode(body) {
+            Ok(EntryBody::Transaction(tx)) => Ok(Some(tx)),
+            Ok(_) => Ok(None),
+            Err(error) => Err(StateError::BadEntry {
+                seq: id,
+                detail: error.to_string(),
+            }
+            .into()),
+        })
+    }
 }
 
 impl TransactionLookup for GroupEntries<'_> {
     fn transaction(&self, id: u64) -> Result<Option<TransactionEntry>, ViewError> {
         if let Some(tx) = self.staged_transaction(id) {
             return Ok(Some(tx.clone()));
+        }
+        if let Some(found) = self.in_flight_transaction(id) {
+            return found;
         }
         self.log.transaction(id)
     }
@@ -255,15 +323,15 @@ impl Inner {
     }
 
     /// The committer, for the leader (or `close`). A panic never escapes a group
-    /// (`commit_group_guarded`), but should one have escaped with the lock held, nothing the
-    /// committer holds is trusted again: the ledger is poisoned and the hot rows forgotten.
+    /// (`lead_guarded`), but should one have escaped with the lock held, nothing the committer
+    /// holds is trusted again: the ledger is poisoned and the hot rows forgotten.
     pub(crate) fn lock_committer(&self) -> MutexGuard<'_, Committer> {
         match self.committer.lock() {
             Ok(committer) => committer,
             Err(poisoned) => {
                 let mut committer = poisoned.into_inner();
                 self.poison();
-                committer.hot.clear();
+                committer.forget();
                 committer
             }
         }
@@ -272,6 +340,14 @@ impl Inner {
     /// Refuses every later write until the store is reopened.
     pub(crate) fn poison(&self) {
         self.poisoned.store(true, Ordering::SeqCst);
+    }
+
+    /// Poisons the ledger after a write of the log failed or was refused, and fences the state:
+    /// it may hold commits of groups whose entries will never be durable, which must not
+    /// become durable either (the log past the last checkpoint is applied again on open).
+    fn poison_fenced(&self) {
+        self.poison();
+        self.state.fence();
     }
 
     fn refusal(&self) -> Option<LedgerError> {
@@ -284,56 +360,110 @@ impl Inner {
         }
     }
 
-    /// Commits one group, turning a panic inside it (a user's clock, or a bug) into a
-    /// poisoned ledger and an `OutcomeUnknown` for each of the group's operations that has no
-    /// result yet: unwinding has aborted the group's state transaction, its hot rows are
-    /// forgotten, and whether its entries reached the log is not known here. Every earlier
-    /// group's state was committed before its callers returned, so reads stay right.
-    fn commit_group_guarded(&self, committer: &mut Committer, group: Vec<Pending>) {
-        let slots: Vec<Slot> = group.iter().map(|pending| pending.slot.clone()).collect();
-        let committed = catch_unwind(AssertUnwindSafe(|| self.commit_group(committer, group)));
-        let Err(panic) = committed else {
+    /// Leads one group: validates and prepares it under the committer lock, hands leadership
+    /// on, then lands it. Returns once every slot of the group is filled (or its unprocessed
+    /// operations are back in the queue).
+    fn lead(&self, group: Vec<Pending>) {
+        let flight = {
+            let mut leading = Leading {
+                inner: self,
+                landing: false,
+            };
+            let mut committer = self.lock_committer();
+            let flight = self.prepare_group_guarded(&mut committer, group);
+            leading.landing = flight.is_some();
+            flight
+        };
+        let Some(flight) = flight else {
             return;
         };
-        self.poison();
-        committer.hot.clear();
+        self.land_guarded(flight);
+        let mut queue = self.lock_queue();
+        queue.landing -= 1;
+        drop(queue);
+        self.group_done.notify_all();
+    }
+
+    /// Validates and prepares one group, turning a panic inside it (a user's clock, or a bug)
+    /// into a poisoned ledger and an `OutcomeUnknown` for each of the group's operations that
+    /// has no result yet: unwinding has aborted the group's state transaction, its hot rows
+    /// are forgotten, and whether its entries reached the log is not known here (the log's
+    /// writes are poisoned too, so that no group waits for a batch that was never written).
+    fn prepare_group_guarded(
+        &self,
+        committer: &mut Committer,
+        group: Vec<Pending>,
+    ) -> Option<Flight> {
+        let slots: Vec<Slot> = group.iter().map(|pending| pending.slot.clone()).collect();
+        let prepared = catch_unwind(AssertUnwindSafe(|| self.prepare_group(committer, group)));
+        let panic = match prepared {
+            Ok(flight) => return flight,
+            Err(panic) => panic,
+        };
+        committer.forget();
+        self.log.poison_writes();
+        self.poison_fenced();
         let error = LedgerError::OutcomeUnknown {
             detail: format!("a panic while committing a group: {}", panic_text(&*panic)),
         };
         for slot in slots.iter().filter(|slot| !is_filled(slot)) {
             fill(slot, Err(error.clone().into()));
         }
+        None
     }
 
-    /// Commits one group, filling every slot of it (or returning unprocessed operations to
-    /// the front of the queue when the group's bytes would pass the log's batch bound).
-    fn commit_group(&self, committer: &mut Committer, group: Vec<Pending>) {
+    /// Lands a group, turning a panic into a poisoned, fenced ledger and an `OutcomeUnknown`
+    /// for each operation without a result.
+    fn land_guarded(&self, flight: Flight) {
+        let slots: Vec<Slot> = flight.group.iter().map(|p| p.slot.clone()).collect();
+        let Err(panic) = catch_unwind(AssertUnwindSafe(|| self.land(flight))) else {
+            return;
+        };
+        self.log.poison_writes();
+        self.poison_fenced();
+        let error = LedgerError::OutcomeUnknown {
+            detail: format!("a panic while landing a group: {}", panic_text(&*panic)),
+        };
+        for slot in slots.iter().filter(|slot| !is_filled(slot)) {
+            fill(slot, Err(error.clone().into()));
+        }
+    }
+
+    /// Validates and prepares one group; `None` when it is settled already (every slot filled,
+    /// or its unprocessed operations requeued), else the flight to land.
+    fn prepare_group(&self, committer: &mut Committer, group: Vec<Pending>) -> Option<Flight> {
         if let Some(refusal) = self.refusal() {
             fail_all(&group, &refusal);
-            return;
+            return None;
         }
         let checkpoint = committer.groups_since_checkpoint + 1 >= self.options.checkpoint_groups
             || committer.last_checkpoint.elapsed() >= self.options.checkpoint_interval;
-        match self.commit_group_inner(committer, group, checkpoint) {
-            Ok(true) => {
+        let durable_seq = self.log.head().seq;
+        committer
+            .in_flight
+            .retain(|(first_seq, bodies)| first_seq + bodies.len() as u64 - 1 > durable_seq);
+        let flight = self.prepare_group_inner(committer, group, checkpoint)?;
+        match &flight.landing {
+            Landing::Done { appended } if checkpoint && !appended.is_empty() => {
                 committer.groups_since_checkpoint = 0;
                 committer.last_checkpoint = Instant::now();
             }
-            Ok(false) => committer.groups_since_checkpoint += 1,
-            Err(()) => {}
+            Landing::Write { .. } => committer.groups_since_checkpoint += 1,
+            _ => {}
         }
+        Some(flight)
     }
 
-    /// Begins the group's state transaction, validates and applies its operations, appends
-    /// the accepted entries to the log, commits the state and hands out the results. Returns
-    /// Ok(whether the state commit was a checkpoint), Err when the group failed (its slots
+    /// Begins the group's state transaction, validates and applies its operations and has the
+    /// log prepare the accepted entries; then commits the state held (or, for a checkpoint,
+    /// writes the entries and commits it durably). `None` when the group failed (its slots
     /// are filled with the errors).
-    fn commit_group_inner(
+    fn prepare_group_inner(
         &self,
         committer: &mut Committer,
-        group: Vec<Pending>,
+        mut group: Vec<Pending>,
         checkpoint: bool,
-    ) -> Result<bool, ()> {
+    ) -> Option<Flight> {
         let mut open = match OpenState::begin(&self.state, checkpoint) {
             Ok(open) => open,
             Err(error) => {
@@ -341,21 +471,20 @@ impl Inner {
                 self.poison();
                 let detail = error.to_string();
                 fail_all(&group, &LedgerError::Storage { detail });
-                return Err(());
+                return None;
             }
         };
         let now = (self.options.clock)();
-        let mut group = group;
-        let staging = match self.stage(&mut open, &mut committer.hot, &mut group, now) {
+        let staging = match self.stage(&mut open, committer, &mut group, now) {
             Ok(staging) => staging,
             Err(detail) => {
                 // A failure of the state leaves the transaction with a partial write: nothing
                 // of this group may stand.
                 drop(open);
-                committer.hot.clear();
+                committer.forget();
                 self.poison();
                 fail_all(&group, &LedgerError::Storage { detail });
-                return Err(());
+                return None;
             }
         };
         let Staging {
@@ -365,25 +494,114 @@ impl Inner {
             unprocessed,
         } = staging;
         self.requeue(unprocessed);
+        let mut flight = Flight {
+            group,
+            staged,
+            staged_tx,
+            landing: Landing::Settle {
+                seq: self.log.prepared_head().seq,
+            },
+        };
         if bodies.is_empty() {
             // Validation only read: nothing to append or commit.
-            drop(open);
-            self.deliver(&group, staged, &[], &staged_tx);
-            return Ok(false);
+            return Some(flight);
         }
-        let appended = match self.log.append(&bodies) {
-            Ok(appended) => appended,
+        let prepared = match self.log.prepare(&bodies) {
+            Ok(prepared) => prepared,
             Err(error) => {
                 // The group's rows are in the transaction and the hot rows: both go.
                 drop(open);
-                committer.hot.clear();
-                self.fail_append(&group, staged, &error);
-                return Err(());
+                committer.forget();
+                self.fail_append(&flight.group, flight.staged, &error);
+                return None;
             }
         };
-        let durable = self.finish_state(committer, open, &appended, checkpoint);
+        flight.landing = if checkpoint {
+            // Its state must never be durable before its entries: written first.
+            match self.log.write(prepared) {
+                Ok(appended) => {
+                    self.finish_state(committer, open, &appended);
+                    Landing::Done { appended }
+                }
+                Err(error) => {
+                    drop(open);
+                    committer.forget();
+                    self.poison_fenced();
+                    self.fail_append(&flight.group, flight.staged, &error);
+                    return None;
+                }
+            }
+        } else {
+            let first_seq = prepared.appended().first().map_or(0, |first| first.seq);
+            match self.commit_held(committer, open, &prepared) {
+                Ok(held) => {
+                    committer.in_flight.push((first_seq, bodies));
+                    Landing::Write { prepared, held }
+                }
+                Err(error) => {
+                    // Nothing of the group was written: the log forgets it; redb latches
+                    // the failure, so the ledger is poisoned.
+                    self.log.abandon(prepared);
+                    committer.forget();
+                    self.poison();
+                    let detail = error.to_string();
+                    fail_all(&flight.group, &LedgerError::Storage { detail });
+                    return None;
+                }
+            }
+        };
+        Some(flight)
+    }
+
+    /// Records the group's hot rows and its watermark (the last entry's seq and `block_hash`)
+    /// and commits its state held: readers see it once it is published.
+    fn commit_held(
+        &self,
+        committer: &mut Committer,
+        mut open: OpenState,
+        prepared: &Prepared,
+    ) -> Result<Held, StateError> {
+        let watermark = watermark_of(prepared.appended());
+        let hot = &mut committer.hot;
+        open.with_dependent_mut(|_, tables| {
+            hot.flush(tables)?;
+            set_watermark(tables, watermark)
+        })?;
+        self.state.commit_held(open.into_owner())
+    }
+
+    /// Lands a group: waits for (or makes) its entries durable, publishes its state and hands
+    /// out the results.
+    fn land(&self, flight: Flight) {
+        let Flight {
+            group,
+            staged,
+            staged_tx,
+            landing,
+        } = flight;
+        let appended = match landing {
+            Landing::Done { appended } => appended,
+            Landing::Settle { seq } => {
+                if let Err(error) = self.log.wait_durable(seq) {
+                    // What the repeats repeat may never be durable.
+                    self.fail_append(&group, staged, &error);
+                    return;
+                }
+                Vec::new()
+            }
+            Landing::Write { prepared, held } => match self.log.write(prepared) {
+                Ok(appended) => {
+                    self.state.publish(held);
+                    appended
+                }
+                Err(error) => {
+                    self.poison_fenced();
+                    self.fail_append(&group, staged, &error);
+                    return;
+                }
+            },
+        };
         self.deliver(&group, staged, &appended, &staged_tx);
-        Ok(durable)
     }
 
     /// Validates each operation of `group` in order against the tables as the earlier ones
@@ -394,11 +612,13 @@ impl Inner {
     fn stage(
         &self,
         open: &mut OpenState,
-        hot: &mut HotRows,
+        committer: &mut Committer,
         group: &mut Vec<Pending>,
         now: i64,
     ) -> Result<Staging, String> {
-        let head = self.log.head();
+        // The group chains after every group prepared before it, durable or not.
+        let head = self.log.prepared_head();
+        let Committer { hot, in_flight, .. } = committer;
         let mut staging = Staging::default();
         open.with_dependent_mut(|_, tables| {
             let mut staged_state = StagedTables { tables, hot };
@@ -410,6 +630,7 @@ impl Inner {
                         log: &self.log,
                         staged: &staging.staged,
                         positions: &staging.staged_tx,
+                        in_flight,
                     };
                     let ctx = Context {
                         view: &staged_state,
@@ -450,6 +671,7 @@ impl Inner {
                     log: &self.log,
                     staged: &staging.staged,
                     positions: &staging.staged_tx,
+                    in_flight,
                 };
                 apply(&mut staged_state, &entries, seq, &body)
                     .map_err(|error| error.to_string())?;
@@ -467,25 +689,12 @@ impl Inner {
         })
     }
 
-    /// Writes the group's hot rows and its watermark (the last entry's seq and `block_hash`)
-    /// into its transaction and commits it (durably for a checkpoint), before any caller
-    /// learns its result. Returns whether it made a checkpoint. The log already holds the
-    /// group, so a failure here loses nothing; the ledger is poisoned (redb latches I/O
-    /// failures) and the state caught up from the log, so that reads still show the group.
-    fn finish_state(
-        &self,
-        committer: &mut Committer,
-        mut open: OpenState,
-        appended: &[Appended],
-        checkpoint: bool,
-    ) -> bool {
-        let Some(last) = appended.last() else {
-            return false;
-        };
-        let watermark = Watermark {
-            seq: last.seq,
-            block_hash: last.block_hash,
-        };
+    /// Writes a checkpoint group's hot rows and watermark into its transaction and commits it
+    /// durably, before any caller learns its result. The log already holds the group, so a
+    /// failure here loses nothing; the ledger is poisoned (redb latches I/O failures) and the
+    /// state caught up from the log, so that reads still show the group.
+    fn finish_state(&self, committer: &mut Committer, mut open: OpenState, appended: &[Appended]) {
+        let watermark = watermark_of(appended);
         let hot = &mut committer.hot;
         let recorded = open.with_dependent_mut(|_, tables| {
             hot.flush(tables)?;
@@ -493,13 +702,12 @@ impl Inner {
         });
         let committed = recorded.and_then(|()| self.state.commit(open.into_owner()));
         if committed.is_ok() {
-            return checkpoint;
+            return;
         }
         // The flush marked rows clean for a transaction that did not commit.
-        committer.hot.clear();
+        committer.forget();
         self.poison();
         self.catch_up_state();
-        false
     }
 
     /// Applies the entries past the state's watermark from the log, as open does, after a
@@ -567,10 +775,12 @@ impl Inner {
         staged_tx: &HashMap<u64, usize>,
     ) {
         // Repeats first, while the entries they may repeat are still in `staged`.
+        // Every group before this one is durable by now: the log reads their entries.
         let entries = GroupEntries {
             log: &self.log,
             staged: &staged,
             positions: staged_tx,
+            in_flight: &[],
         };
         let mut repeats: Vec<Option<Result<Outcome, Error>>> = staged
             .iter()
@@ -612,6 +822,17 @@ impl Inner {
         let mut receipt = receipt_of(id, entry.block_hash, entry.previous_hash, tx, None);
         receipt.replayed = true;
         Ok(Outcome::Receipt(receipt))
+    }
+}
+
+/// The watermark after a batch: its last entry's seq and `block_hash` (a batch is never empty
+/// here).
+fn watermark_of(appended: &[Appended]) -> Watermark {
+    let last = appended.last();
+    debug_assert!(last.is_some(), "a watermark of an empty batch");
+    Watermark {
+        seq: last.map_or(0, |last| last.seq),
+        block_hash: last.map_or(crate::log::HASH_ZERO, |last| last.block_hash),
     }
 }
 

@@ -307,12 +307,15 @@ impl Ledger {
     /// locked until the last handle (and every clone) is dropped; after `close`, writes fail
     /// with `Closed`.
     pub fn close(&self) -> Result<(), Error> {
-        // Taken so that a group in progress finishes before the checkpoint.
+        // Taken so that no group is being prepared during the checkpoint...
         let _committer = self.inner.lock_committer();
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        if !self.inner.poisoned.load(Ordering::SeqCst) {
+        // ...and every group prepared is landed first: a checkpoint makes the state durable,
+        // which it may only be up to entries that are.
+        let settled = self.inner.log.settle();
+        if settled.is_ok() && !self.inner.poisoned.load(Ordering::SeqCst) {
             self.inner.state.checkpoint()?;
         }
         self.inner.log.close()?;

@@ -20,7 +20,7 @@ mod writer;
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub use error::{CorruptionKind, LogError};
 pub use format::{HASH_ZERO, Hash};
@@ -29,6 +29,7 @@ pub use reader::LogIter;
 use format::{FormatVersion, SegmentHeader};
 use recovery::{Expect, Scanned};
 use vfs::{FileBytes, OpenMode, Vfs, VfsFile};
+pub use writer::Prepared;
 use writer::{NotWritable, Writer};
 
 /// Name of the log's folder inside a store.
@@ -177,6 +178,9 @@ impl View {
 pub struct Log {
     reader: LogReader,
     writer: Mutex<Writer>,
+    /// Signalled when a batch's write ends (durable or failed): the next batch's write, a roll
+    /// and `settle` wait on it.
+    written: Condvar,
 }
 
 /// The reading half of a [`Log`]: entries by seq, iteration, the head and figures. It cannot
@@ -284,6 +288,7 @@ impl Log {
                 recovery: RecoveryReport { cuts },
             },
             writer: Mutex::new(writer),
+            written: Condvar::new(),
         })
     }
 
@@ -291,7 +296,7 @@ impl Log {
     /// that the files hold exactly their records. Dropping without `close` is safe too (the
     /// zeros are "no record yet").
     pub fn close(&self) -> Result<(), LogError> {
-        let mut writer = self.writer_lock();
+        let mut writer = self.wait_settled(self.writer_lock());
         writer.trim()
     }
 

@@ -1,36 +1,75 @@
-//! Appending: a batch of entries is hashed, framed into one buffer, written with one write
-//! and made durable with one `fdatasync` (`docs/format.md` section 5). Rolling to a new
-//! segment happens before a batch that would not fit, and before the first batch into a
-//! segment of an older format version (F-40). A failed write or sync poisons the
-//! writer: the outcome is unknown until the log is reopened, and a sync is never retried.
+//! Appending, in two steps so that a committer can pipeline: [`Log::prepare`] hashes a batch
+//! against the head of the batches prepared before it, frames it into one buffer and reserves
+//! its bytes in the active segment (rolling to a new segment, or growing the file, first:
+//! every clean failure, a full disk included, happens here, before anything is written);
+//! [`Log::write`] writes that buffer with one write and makes it durable with one `fdatasync`
+//! (`docs/format.md` section 5), strictly in the order the batches were prepared. So batch
+//! N+1 can be prepared while batch N's write and sync run on another thread, and no batch is
+//! ever durable before the one it chains to. A failed write or sync poisons the writer: the
+//! outcome is unknown until the log is reopened, a sync is never retried, and every batch
+//! prepared after it fails with `Poisoned`. [`Log::append`] is the two steps at once.
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 
 use super::format::{self, BATCH_BYTES_MAX, BATCH_ENTRIES_MAX, BODY_BYTES_MAX, HEADER_BYTES};
 use super::format::{FormatVersion, RecordFixed, SegmentHeader};
 use super::vfs::{self, OpenMode, VfsFile};
 use super::{Active, Appended, Head, Log, LogError, LogOptions, SegmentView, Source};
 
-/// The writer's state, behind the log's writer mutex.
+/// The writer's state, behind the log's writer mutex. Two positions: what is durable (`head`,
+/// `end_bytes`, `records_in_segment`) and what has been prepared (`prepared_*`), which is
+/// ahead while batches are between [`Log::prepare`] and the end of their [`Log::write`].
 #[derive(Debug)]
 pub(super) struct Writer {
     file: Arc<dyn VfsFile>,
     /// The active segment's header: its version decides whether a batch may go into it.
     header: SegmentHeader,
-    /// Where the next record goes in the active segment.
+    /// Where the next durable record goes in the active segment.
     end_bytes: u64,
     /// Bytes the active segment file has (preallocated or grown).
     file_bytes: u64,
     records_in_segment: u64,
+    /// The last durable entry.
     head: Head,
+    /// The last prepared entry, where the next batch chains.
+    prepared_head: Head,
+    /// Where the next prepared batch goes in the active segment.
+    prepared_end_bytes: u64,
+    prepared_records_in_segment: u64,
     poisoned: bool,
     read_only: bool,
     /// Why a read-write open became read-only, for the error of every append.
     not_writable: Option<NotWritable>,
     segment_bytes: u64,
+}
+
+/// A batch hashed, framed and given its place in the log, waiting for [`Log::write`] (or, if
+/// the caller gives up on it before writing, [`Log::abandon`]).
+#[derive(Debug)]
+pub struct Prepared {
+    /// Each entry's seq and hashes, in order.
+    appended: Vec<Appended>,
+    /// The hash the batch chains to (the previous batch's last `block_hash`).
+    previous_hash: format::Hash,
     buf: Vec<u8>,
+    /// Each record's offset in `buf`.
+    buf_offsets: Vec<u32>,
+    /// Where `buf` goes in the segment file.
+    at_bytes: u64,
+    file: Arc<dyn VfsFile>,
+}
+
+impl Prepared {
+    /// Each entry's seq and hashes, as the write will make them durable.
+    pub fn appended(&self) -> &[Appended] {
+        &self.appended
+    }
+
+    fn first_seq(&self) -> Option<u64> {
+        self.appended.first().map(|appended| appended.seq)
+    }
 }
 
 /// The file a read-write open could not open for writing, and why.
@@ -75,19 +114,31 @@ impl Writer {
             file_bytes: active.file_bytes.max(active.end_bytes),
             records_in_segment: active.records,
             head,
+            prepared_head: head,
+            prepared_end_bytes: active.end_bytes,
+            prepared_records_in_segment: active.records,
             poisoned: false,
             read_only: options.read_only,
             not_writable,
             segment_bytes: options.segment_bytes,
-            buf: Vec::new(),
         }
     }
 
-    /// Trims the active segment's preallocated zeros (on close).
+    /// Whether every prepared batch has been written (or the writer is poisoned).
+    fn settled(&self) -> bool {
+        self.poisoned || self.prepared_head == self.head
+    }
+
+    /// Trims the active segment's preallocated zeros (on close, once every prepared batch is
+    /// written).
     pub(super) fn trim(&mut self) -> Result<(), LogError> {
         if self.read_only || self.poisoned {
             return Ok(());
         }
+        assert_eq!(
+            self.prepared_head, self.head,
+            "the log is trimmed with a batch prepared but not written"
+        );
         let trimmed = self
             .file
             .set_len(self.end_bytes)
@@ -102,13 +153,29 @@ impl Writer {
         LogError::OutcomeUnknown { source }
     }
 
-    /// Frames the batch into `self.buf`; returns each entry's result and offset in the buffer.
-    fn encode_batch<B: AsRef<[u8]>>(&mut self, bodies: &[B]) -> (Vec<Appended>, Vec<u32>) {
-        self.buf.clear();
-        let batch_first_seq = self.head.seq + 1;
-        let mut previous_hash = self.head.block_hash;
-        let mut appended = Vec::with_capacity(bodies.len());
-        let mut offsets = Vec::with_capacity(bodies.len());
+    /// Why no batch may be prepared or written now, if one may not.
+    fn refusal(&self) -> Option<LogError> {
+        if let Some(not_writable) = &self.not_writable {
+            return Some(not_writable.error());
+        }
+        if self.read_only {
+            return Some(LogError::ReadOnly);
+        }
+        self.poisoned.then_some(LogError::Poisoned)
+    }
+
+    /// Hashes and frames a batch after the prepared head, at `at_bytes` of the active file.
+    fn encode_batch<B: AsRef<[u8]>>(&self, bodies: &[B], at_bytes: u64) -> Prepared {
+        let batch_first_seq = self.prepared_head.seq + 1;
+        let mut previous_hash = self.prepared_head.block_hash;
+        let mut prepared = Prepared {
+            appended: Vec::with_capacity(bodies.len()),
+            previous_hash,
+            buf: Vec::new(),
+            buf_offsets: Vec::with_capacity(bodies.len()),
+            at_bytes,
+            file: self.file.clone(),
+        };
         for (index, body) in bodies.iter().enumerate() {
             let body = body.as_ref();
             let seq = batch_first_seq + index as u64;
@@ -119,16 +186,16 @@ impl Writer {
                 previous_hash,
                 block_hash,
             };
-            offsets.push(self.buf.len() as u32);
-            format::encode_record(&mut self.buf, &fixed, body);
-            appended.push(Appended {
+            prepared.buf_offsets.push(prepared.buf.len() as u32);
+            format::encode_record(&mut prepared.buf, &fixed, body);
+            prepared.appended.push(Appended {
                 seq,
                 previous_hash,
                 block_hash,
             });
             previous_hash = block_hash;
         }
-        (appended, offsets)
+        prepared
     }
 }
 
@@ -175,72 +242,210 @@ impl Log {
     /// On [`LogError::OutcomeUnknown`] the batch may or may not be durable and the log refuses
     /// further appends ([`LogError::Poisoned`]) until it is reopened.
     pub fn append<B: AsRef<[u8]>>(&self, bodies: &[B]) -> Result<Vec<Appended>, LogError> {
+        let prepared = self.prepare(bodies)?;
+        self.write(prepared)
+    }
+
+    /// Hashes and frames a batch after every batch prepared before it, and reserves its place
+    /// in the active segment (rolling or growing it first). Nothing of the batch is written:
+    /// a failure here (bounds, a full disk: `NoSpace`) leaves the log as it was. The batch
+    /// must then be given to [`Log::write`], or to [`Log::abandon`] before any other batch is
+    /// prepared, or every later write waits for it.
+    pub fn prepare<B: AsRef<[u8]>>(&self, bodies: &[B]) -> Result<Prepared, LogError> {
         check_batch(bodies)?;
         let mut writer = self.writer_lock();
-        if let Some(not_writable) = &writer.not_writable {
-            return Err(not_writable.error());
-        }
-        if writer.read_only {
-            return Err(LogError::ReadOnly);
-        }
-        if writer.poisoned {
-            return Err(LogError::Poisoned);
+        if let Some(refusal) = writer.refusal() {
+            return Err(refusal);
         }
         if bodies.is_empty() {
-            return Ok(Vec::new());
+            let at_bytes = writer.prepared_end_bytes;
+            return Ok(writer.encode_batch(bodies, at_bytes));
         }
-        let (appended, buf_offsets) = writer.encode_batch(bodies);
-        let batch_bytes = writer.buf.len() as u64;
+        let batch_bytes = framed_bytes(bodies);
         // Entries are only ever appended to a segment of the version this build writes (the
         // batch was hashed with its tag): an older one is sealed by a roll, or, holding no
         // record, takes the current header in place (F-40).
         let older = writer.header.version != FormatVersion::CURRENT;
-        let full = writer.end_bytes + batch_bytes > writer.segment_bytes;
-        if writer.records_in_segment > 0 && (full || older) {
+        let full = writer.prepared_end_bytes + batch_bytes > writer.segment_bytes;
+        if writer.prepared_records_in_segment > 0 && (full || older) {
+            // A roll seals the active segment: every batch bound for it is written first.
+            writer = self.wait_settled(writer);
+            if let Some(refusal) = writer.refusal() {
+                return Err(refusal);
+            }
             self.roll(&mut writer)?;
         } else if older {
             self.upgrade_empty(&mut writer)?;
         }
         self.ensure_room(&mut writer, batch_bytes)?;
-        let at = writer.end_bytes;
-        let durable = writer
-            .file
-            .write_all_at(&writer.buf, at)
-            .and_then(|()| writer.file.sync_data());
-        durable.map_err(|source| writer.poison(source))?;
-        let Some(last) = appended.last() else {
+        let at_bytes = writer.prepared_end_bytes;
+        let prepared = writer.encode_batch(bodies, at_bytes);
+        debug_assert_eq!(prepared.buf.len() as u64, batch_bytes);
+        let Some(last) = prepared.appended.last() else {
             unreachable!("bodies is not empty")
+        };
+        writer.prepared_head = Head {
+            seq: last.seq,
+            block_hash: last.block_hash,
+        };
+        writer.prepared_end_bytes += batch_bytes;
+        writer.prepared_records_in_segment += prepared.appended.len() as u64;
+        Ok(prepared)
+    }
+
+    /// Writes a prepared batch with one write and one `fdatasync`, once every batch prepared
+    /// before it is durable; returns each entry's seq and hashes. The writer's lock is not held
+    /// during the write and the sync, so the next batch can be prepared meanwhile.
+    ///
+    /// On [`LogError::OutcomeUnknown`] the batch may or may not be durable and the log refuses
+    /// further appends ([`LogError::Poisoned`]), a batch prepared after it included, until it
+    /// is reopened.
+    pub fn write(&self, prepared: Prepared) -> Result<Vec<Appended>, LogError> {
+        let Some(first_seq) = prepared.first_seq() else {
+            return Ok(Vec::new());
+        };
+        let mut writer = self.writer_lock();
+        while !writer.poisoned && writer.head.seq + 1 != first_seq {
+            writer = self.wait_written(writer);
+        }
+        if let Some(refusal) = writer.refusal() {
+            return Err(refusal);
+        }
+        assert_eq!(
+            writer.head.block_hash, prepared.previous_hash,
+            "batch {first_seq} was prepared on a head that is not the log's"
+        );
+        drop(writer);
+        let durable = prepared
+            .file
+            .write_all_at(&prepared.buf, prepared.at_bytes)
+            .and_then(|()| prepared.file.sync_data());
+        let mut writer = self.writer_lock();
+        if let Err(source) = durable {
+            let error = writer.poison(source);
+            self.written.notify_all();
+            return Err(error);
+        }
+        self.record_written(&mut writer, &prepared);
+        self.written.notify_all();
+        Ok(prepared.appended)
+    }
+
+    /// Gives up a prepared batch that was never written: the prepared head goes back to where
+    /// it was. Only the last prepared batch may be abandoned.
+    pub fn abandon(&self, prepared: Prepared) {
+        let Some(first_seq) = prepared.first_seq() else {
+            return;
+        };
+        let mut writer = self.writer_lock();
+        let last = prepared.appended.last().map(|appended| appended.seq);
+        assert_eq!(
+            Some(writer.prepared_head.seq),
+            last,
+            "only the last prepared batch may be abandoned"
+        );
+        writer.prepared_head = Head {
+            seq: first_seq - 1,
+            block_hash: prepared.previous_hash,
+        };
+        writer.prepared_end_bytes = prepared.at_bytes;
+        writer.prepared_records_in_segment -= prepared.appended.len() as u64;
+    }
+
+    /// Waits until every prepared batch is written; returns the durable head, or `Poisoned`
+    /// when a write failed.
+    pub fn settle(&self) -> Result<Head, LogError> {
+        let writer = self.wait_settled(self.writer_lock());
+        if writer.poisoned {
+            return Err(LogError::Poisoned);
+        }
+        Ok(writer.head)
+    }
+
+    /// Waits until the entry `seq` is durable; returns the durable head, or `Poisoned` when a
+    /// write failed first.
+    pub fn wait_durable(&self, seq: u64) -> Result<Head, LogError> {
+        let mut writer = self.writer_lock();
+        while !writer.poisoned && writer.head.seq < seq {
+            writer = self.wait_written(writer);
+        }
+        if writer.head.seq >= seq {
+            return Ok(writer.head);
+        }
+        Err(LogError::Poisoned)
+    }
+
+    /// Refuses every later prepare and write until the log is reopened (a batch being written
+    /// now still ends as it ends): its caller lost track of what was prepared (a panic).
+    pub fn poison_writes(&self) {
+        let mut writer = self.writer_lock();
+        writer.poisoned = true;
+        drop(writer);
+        self.written.notify_all();
+    }
+
+    /// The head after every batch prepared so far: where the next prepared batch chains.
+    pub fn prepared_head(&self) -> Head {
+        self.writer_lock().prepared_head
+    }
+
+    pub(super) fn wait_settled<'a>(
+        &self,
+        mut writer: MutexGuard<'a, Writer>,
+    ) -> MutexGuard<'a, Writer> {
+        while !writer.settled() {
+            writer = self.wait_written(writer);
+        }
+        writer
+    }
+
+    fn wait_written<'a>(&self, writer: MutexGuard<'a, Writer>) -> MutexGuard<'a, Writer> {
+        self.written
+            .wait(writer)
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Makes a durable batch the head, for the writer and for readers.
+    fn record_written(&self, writer: &mut Writer, prepared: &Prepared) {
+        let Some(last) = prepared.appended.last() else {
+            return;
         };
         let head = Head {
             seq: last.seq,
             block_hash: last.block_hash,
         };
-        writer.end_bytes += batch_bytes;
-        writer.records_in_segment += appended.len() as u64;
+        assert_eq!(
+            writer.end_bytes, prepared.at_bytes,
+            "a batch was written out of place"
+        );
+        writer.end_bytes += prepared.buf.len() as u64;
+        writer.records_in_segment += prepared.appended.len() as u64;
         writer.head = head;
         let mut view = self.view_write();
-        let end_bytes = writer.end_bytes;
         let Some(active) = view.segments.last_mut() else {
             unreachable!("a log has a segment")
         };
+        let at = prepared.at_bytes;
         active.offsets.extend(
-            buf_offsets
+            prepared
+                .buf_offsets
                 .iter()
                 .map(|offset| (at + u64::from(*offset)) as u32),
         );
-        active.end_bytes = end_bytes;
+        active.end_bytes = writer.end_bytes;
         view.head = head;
-        Ok(appended)
     }
 
     /// Grows the active segment before a batch that would pass its end, so that a full disk
     /// fails the batch cleanly instead of halfway through the write.
     fn ensure_room(&self, writer: &mut Writer, batch_bytes: u64) -> Result<(), LogError> {
-        let needed = writer.end_bytes + batch_bytes;
+        let needed = writer.prepared_end_bytes + batch_bytes;
         if needed <= writer.file_bytes {
             return Ok(());
         }
-        let path = self.log_dir.join(format::segment_name(writer.head.seq + 1));
+        let path = self
+            .log_dir
+            .join(format::segment_name(writer.prepared_head.seq + 1));
         writer
             .file
             .allocate(needed)
@@ -292,8 +497,10 @@ impl Log {
         writer.file = file;
         writer.header = header;
         writer.end_bytes = HEADER_BYTES as u64;
+        writer.prepared_end_bytes = HEADER_BYTES as u64;
         writer.file_bytes = writer.segment_bytes;
         writer.records_in_segment = 0;
+        writer.prepared_records_in_segment = 0;
         Ok(())
     }
 
@@ -340,4 +547,14 @@ impl Log {
         }
         Ok(file)
     }
+}
+
+/// The bytes a batch takes in a segment, framed.
+fn framed_bytes<B: AsRef<[u8]>>(bodies: &[B]) -> u64 {
+    bodies
+        .iter()
+        .map(|body| {
+            (format::FRAME_PREFIX_BYTES + format::PAYLOAD_FIXED_BYTES + body.as_ref().len()) as u64
+        })
+        .sum()
 }

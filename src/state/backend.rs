@@ -4,19 +4,33 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::log::vfs::{FileBytes, VfsFile};
 
-/// A redb [`redb::StorageBackend`] over one [`VfsFile`].
+/// A redb [`redb::StorageBackend`] over one [`VfsFile`], with a fence: once the flag it
+/// shares is set, every write, length change and sync fails, so that redb writes nothing more
+/// to the file (not even the header its close would write). The ledger sets it when the state
+/// holds commits whose entries may never reach the log (`State::fence`).
 #[derive(Debug)]
 pub struct VfsBackend {
     file: Arc<dyn VfsFile>,
+    fenced: Arc<AtomicBool>,
 }
 
 impl VfsBackend {
-    pub fn new(file: Arc<dyn VfsFile>) -> VfsBackend {
-        VfsBackend { file }
+    pub fn new(file: Arc<dyn VfsFile>, fenced: Arc<AtomicBool>) -> VfsBackend {
+        VfsBackend { file, fenced }
+    }
+
+    fn check_fence(&self) -> Result<(), io::Error> {
+        if self.fenced.load(Ordering::SeqCst) {
+            return Err(io::Error::other(
+                "the state is fenced: it holds commits whose log entries failed",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -30,14 +44,17 @@ impl redb::StorageBackend for VfsBackend {
     }
 
     fn set_len(&self, len: u64) -> Result<(), io::Error> {
+        self.check_fence()?;
         self.file.set_len(len)
     }
 
     fn sync_data(&self) -> Result<(), io::Error> {
+        self.check_fence()?;
         self.file.sync_data()
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
+        self.check_fence()?;
         self.file.write_all_at(data, offset)
     }
 }

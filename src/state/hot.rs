@@ -395,7 +395,7 @@ mod tests {
             hot.flush(&mut tables).unwrap();
             assert_eq!(hot.dirty_rows(), 0);
         }
-        txn.commit().unwrap();
+        state.commit(txn).unwrap();
         let read = state.read_tables().unwrap();
         (0..count)
             .map(|n| {

@@ -14,7 +14,7 @@ pub mod tables;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use redb::{Database, Durability, ReadTransaction, ReadableDatabase, WriteTransaction};
@@ -51,15 +51,42 @@ pub type VolumesTable =
 /// The state database of one store.
 #[derive(Debug)]
 pub struct State {
+    /// What readers see (see [`State::snapshot`]); declared first so that its snapshot is
+    /// dropped before the database.
+    published: Mutex<Published>,
     db: Database,
-    /// The volumes table of a snapshot of the last commit, shared by balance reads until the
-    /// next commit drops it: beginning a read transaction and opening the table cost more than
-    /// a third of a balance read. Dropped at each commit, so that a snapshot never pins pages
-    /// the writer has freed for longer than one commit.
-    volumes_snapshot: Mutex<Option<(u64, Arc<VolumesTable>)>>,
-    /// Commits made through this handle. A snapshot opened once `n` were counted holds at
-    /// least those `n`, so a read that finds the count unchanged may share it.
-    commits: AtomicU64,
+    /// Shared with the file's backend: set, it keeps redb from writing anything more.
+    fenced: Arc<AtomicBool>,
+}
+
+/// The snapshot readers read, and the volumes table opened on it.
+///
+/// A committer that pipelines (`ledger/commit.rs`) commits a group's state before the group's
+/// log entries are durable, so what readers see cannot simply be redb's last commit: it is
+/// this snapshot, which only [`State::publish`] moves forward once the group is durable, and
+/// which a plain [`State::commit`] (nothing held back) moves to the commit it made. Sharing it
+/// also saves each read the cost of beginning a transaction (more than a third of a balance
+/// read); it is replaced at each commit or publication, so it never pins the pages a writer
+/// freed for longer than that.
+#[derive(Debug, Default)]
+struct Published {
+    /// `None` only before the first commit through this handle, or when beginning a read
+    /// failed: readers then begin their own (under the lock, so never past a held commit).
+    snapshot: Option<Arc<ReadTransaction>>,
+    /// The order of the commit the snapshot shows (commits are counted in `order`).
+    order: u64,
+    /// Commits made through this handle.
+    commits: u64,
+    /// The volumes table opened on `snapshot`, shared by balance reads.
+    volumes: Option<Arc<VolumesTable>>,
+}
+
+/// A commit made while its group was not yet durable, and the snapshot that shows it: readers
+/// see it once it is given to [`State::publish`].
+#[derive(Debug)]
+pub struct Held {
+    snapshot: Arc<ReadTransaction>,
+    order: u64,
 }
 
 impl State {
@@ -86,9 +113,10 @@ impl State {
             Err(error) if is_not_writable(&error) => return State::open_read_only(vfs, &path),
             Err(error) => return Err(io(error)),
         };
-        match open_database(file) {
+        let fenced = Arc::new(AtomicBool::new(false));
+        match open_database(file, fenced.clone()) {
             Ok(db) => {
-                let state = State::of(db);
+                let state = State::of(db, fenced);
                 if let Some(reason) = state.schema_mismatch()? {
                     drop(state);
                     vfs.remove(&path).map_err(io)?;
@@ -153,9 +181,10 @@ impl State {
             |error: std::io::Error| StateError::Database(format!("{}: {error}", path.display()));
         let file = vfs.open(path, OpenMode::Read).map_err(io)?;
         let overlay = MemoryOverlay::new(file).map_err(io)?;
-        match open_database(Arc::new(overlay)) {
+        let fenced = Arc::new(AtomicBool::new(false));
+        match open_database(Arc::new(overlay), fenced.clone()) {
             Ok(db) => {
-                let state = State::of(db);
+                let state = State::of(db, fenced);
                 if let Some(reason) = state.schema_mismatch()? {
                     let reason = format!("{reason} (in memory: the store is read-only)");
                     return Ok((State::in_memory()?, StateOpened::Rebuilt { reason }));
@@ -226,12 +255,13 @@ impl State {
         let io =
             |error: std::io::Error| StateError::Database(format!("{}: {error}", path.display()));
         vfs.sync_dir(store_dir).map_err(io)?;
-        let db = open_database(file).map_err(|failure| match failure {
+        let fenced = Arc::new(AtomicBool::new(false));
+        let db = open_database(file, fenced.clone()).map_err(|failure| match failure {
             OpenFailure::NoSpace(source) => StateError::NoSpace { source },
             OpenFailure::Io(source) => io(source),
             OpenFailure::Unreadable(detail) => StateError::Unreadable(detail),
         })?;
-        let state = State::of(db);
+        let state = State::of(db, fenced);
         let txn = state.begin_write(true)?;
         WriteTables::open(&txn)?.stamp_schema()?;
         state.commit(txn)?;
@@ -241,7 +271,7 @@ impl State {
     /// An empty state in memory (for replays that are compared, not kept).
     pub fn in_memory() -> Result<State, StateError> {
         let db = redb::Builder::new().create_with_backend(redb::backends::InMemoryBackend::new())?;
-        let state = State::of(db);
+        let state = State::of(db, Arc::new(AtomicBool::new(false)));
         let txn = state.begin_write(false)?;
         WriteTables::open(&txn)?.stamp_schema()?;
         state.commit(txn)?;
@@ -261,14 +291,15 @@ impl State {
         Ok(txn)
     }
 
-    /// Begins a read transaction; it never waits for writers.
-    pub fn begin_read(&self) -> Result<ReadTransaction, StateError> {
+    /// Begins a read transaction of redb's last commit, held or not (for the state's own
+    /// checks at open; readers read [`State::snapshot`]).
+    fn begin_read(&self) -> Result<ReadTransaction, StateError> {
         Ok(self.db.begin_read()?)
     }
 
-    /// Opens every table for reading.
+    /// Opens every table of the published snapshot for reading.
     pub fn read_tables(&self) -> Result<ReadTables, StateError> {
-        ReadTables::open(&self.begin_read()?)
+        ReadTables::open(&*self.snapshot()?)
     }
 
     /// Makes everything committed so far durable.
@@ -276,43 +307,102 @@ impl State {
         self.commit(self.begin_write(true)?)
     }
 
-    fn of(db: Database) -> State {
+    fn of(db: Database, fenced: Arc<AtomicBool>) -> State {
         State {
             db,
-            volumes_snapshot: Mutex::new(None),
-            commits: AtomicU64::new(0),
+            published: Mutex::new(Published::default()),
+            fenced,
         }
     }
 
-    fn lock_snapshot(&self) -> std::sync::MutexGuard<'_, Option<(u64, Arc<VolumesTable>)>> {
-        self.volumes_snapshot
+    fn lock_published(&self) -> std::sync::MutexGuard<'_, Published> {
+        self.published
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Commits a write transaction of this state. Every commit goes through here: it counts
-    /// the commit before it returns, so that no later read shares an older snapshot, and drops
-    /// the shared snapshot, so that it does not pin the pages the commit freed.
+    /// Commits a write transaction of this state, and shows it to readers. Every commit made
+    /// while no [`Held`] commit waits for publication goes through here.
     pub fn commit(&self, txn: WriteTransaction) -> Result<(), StateError> {
         let committed = txn.commit();
-        self.commits.fetch_add(1, Ordering::SeqCst);
-        *self.lock_snapshot() = None;
+        let mut published = self.lock_published();
+        published.commits += 1;
+        let order = published.commits;
+        // Even a failed commit may have changed what a new read sees: never keep showing an
+        // older snapshot as if it were the last.
+        let snapshot = self.db.begin_read().ok().map(Arc::new);
+        published.show(snapshot, order);
         Ok(committed?)
     }
 
-    /// The volumes table as of the last commit (shared until the next one).
-    pub fn volumes_snapshot(&self) -> Result<Arc<VolumesTable>, StateError> {
-        let mut snapshot = self.lock_snapshot();
-        // Counted before opening: the snapshot then holds at least this many commits.
-        let commits = self.commits.load(Ordering::SeqCst);
-        if let Some((at, table)) = snapshot.as_ref()
-            && *at == commits
+    /// Commits a write transaction whose group is not yet durable in the log: readers keep
+    /// seeing what they saw until [`State::publish`] is given the returned [`Held`]. The
+    /// caller commits nothing else until this returns (it holds the only write transaction).
+    pub fn commit_held(&self, txn: WriteTransaction) -> Result<Held, StateError> {
         {
+            let mut published = self.lock_published();
+            if published.snapshot.is_none() {
+                // Pin what readers see now, before the commit changes the latest.
+                let order = published.commits;
+                let snapshot = Some(Arc::new(self.db.begin_read()?));
+                published.show(snapshot, order);
+            }
+        }
+        txn.commit()?;
+        // Only the caller commits, so this snapshot shows exactly its commit.
+        let snapshot = Arc::new(self.db.begin_read()?);
+        let mut published = self.lock_published();
+        published.commits += 1;
+        Ok(Held {
+            snapshot,
+            order: published.commits,
+        })
+    }
+
+    /// Shows a held commit to readers, unless a later one is shown already.
+    pub fn publish(&self, held: Held) {
+        let mut published = self.lock_published();
+        if held.order > published.order {
+            published.show(Some(held.snapshot), held.order);
+        }
+    }
+
+    /// Keeps redb from writing anything more to the file, its close included: the state holds
+    /// commits whose log entries may never be durable, and the file must keep only what its
+    /// last checkpoint made durable (the log past it is applied again on open).
+    pub fn fence(&self) {
+        self.fenced.store(true, Ordering::SeqCst);
+    }
+
+    /// The snapshot readers read: the last published commit.
+    pub fn snapshot(&self) -> Result<Arc<ReadTransaction>, StateError> {
+        let published = self.lock_published();
+        match &published.snapshot {
+            Some(snapshot) => Ok(snapshot.clone()),
+            None => Ok(Arc::new(self.db.begin_read()?)),
+        }
+    }
+
+    /// The volumes table of the published snapshot (shared until it changes).
+    pub fn volumes_snapshot(&self) -> Result<Arc<VolumesTable>, StateError> {
+        let mut published = self.lock_published();
+        if let Some(table) = &published.volumes {
             return Ok(table.clone());
         }
-        let table = Arc::new(self.begin_read()?.open_table(tables::VOLUMES)?);
-        *snapshot = Some((commits, table.clone()));
+        let table = match &published.snapshot {
+            Some(snapshot) => Arc::new(snapshot.open_table(tables::VOLUMES)?),
+            None => return Ok(Arc::new(self.db.begin_read()?.open_table(tables::VOLUMES)?)),
+        };
+        published.volumes = Some(table.clone());
         Ok(table)
+    }
+}
+
+impl Published {
+    fn show(&mut self, snapshot: Option<Arc<ReadTransaction>>, order: u64) {
+        self.snapshot = snapshot;
+        self.order = order;
+        self.volumes = None;
     }
 }
 
@@ -328,11 +418,11 @@ enum OpenFailure {
 
 /// Opens (or initializes) a redb database on a file, turning a panic inside redb (which a
 /// damaged file can cause) into an error.
-fn open_database(file: Arc<dyn VfsFile>) -> Result<Database, OpenFailure> {
+fn open_database(file: Arc<dyn VfsFile>, fenced: Arc<AtomicBool>) -> Result<Database, OpenFailure> {
     let opened = catch_unwind(AssertUnwindSafe(|| {
         redb::Builder::new()
             .set_cache_size(CACHE_BYTES)
-            .create_with_backend(VfsBackend::new(file))
+            .create_with_backend(VfsBackend::new(file, fenced))
     }));
     match opened {
         Ok(Ok(db)) => Ok(db),
@@ -394,20 +484,56 @@ mod tests {
             .map(|row| row.value().to_vec())
     }
 
+    fn held_commit(state: &State, account: &str, input: i64) -> Held {
+        let txn = state.begin_write(false).unwrap();
+        {
+            let mut tables = WriteTables::open(&txn).unwrap();
+            let row = VolumesRow {
+                input: Dec(Decimal::from(input)),
+                output: Dec(Decimal::ZERO),
+            };
+            let bytes = tables::encode_row("volumes", &row).unwrap();
+            tables
+                .volumes
+                .insert(("main", account, "USD"), &bytes[..])
+                .unwrap();
+        }
+        state.commit_held(txn).unwrap()
+    }
+
     #[test]
-    fn reads_share_a_snapshot_until_a_commit_and_never_an_older_one_after_it() {
+    fn reads_share_a_snapshot_until_a_commit_and_see_the_commit_after_it() {
         let state = State::in_memory().unwrap();
         write_volumes(&state, "a", 1);
         let first = state.volumes_snapshot().unwrap();
         assert!(Arc::ptr_eq(&first, &state.volumes_snapshot().unwrap()));
         assert!(input_of(&first, "b").is_none());
-        let label = state.lock_snapshot().as_ref().map(|(at, _)| *at);
         write_volumes(&state, "b", 2);
-        // A reader that stored its snapshot just after the commit dropped the shared one (the
-        // race the commit count guards against) must not hand it to later reads.
-        *state.lock_snapshot() = label.map(|at| (at, first.clone()));
         let second = state.volumes_snapshot().unwrap();
         assert!(!Arc::ptr_eq(&first, &second));
         assert!(input_of(&second, "b").is_some());
+    }
+
+    #[test]
+    fn a_held_commit_is_seen_only_once_published_and_never_replaced_by_an_older_one() {
+        let state = State::in_memory().unwrap();
+        write_volumes(&state, "a", 1);
+        let first = held_commit(&state, "b", 2);
+        let second = held_commit(&state, "c", 3);
+        let before = state.volumes_snapshot().unwrap();
+        assert!(input_of(&before, "a").is_some());
+        assert!(
+            input_of(&before, "b").is_none(),
+            "a held commit is not read"
+        );
+        assert!(input_of(&state.read_tables().unwrap().volumes, "c").is_none());
+        state.publish(second);
+        state.publish(first);
+        let after = state.volumes_snapshot().unwrap();
+        assert!(input_of(&after, "b").is_some());
+        assert!(
+            input_of(&after, "c").is_some(),
+            "the older publication came too late"
+        );
     }
 }
