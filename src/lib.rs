@@ -39,4 +39,7 @@ pub use ledger::request::{Committed, OverdraftFlag, PostRequest, Posting, Receip
 pub use ledger::{AccountView, Ledger, LedgerOptions, LedgerStats, OpenReport};
 pub use log::{Head, LogError};
 pub use outbox::{BatchLimits, ConsumerView, OutboxBatch, OutboxError};
+pub use replay::ReplayError;
 pub use state::StateError;
+pub use store::StoreError;
+pub use verify::VerifyError;

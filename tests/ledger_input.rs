@@ -897,9 +897,9 @@ fn verify_and_replay_of_an_empty_directory_leave_it_empty() {
     let dir = tempfile::tempdir().unwrap();
     let vfs: Arc<dyn folio::log::vfs::Vfs> = Arc::new(folio::log::vfs::RealFs);
     let verified = folio::verify::verify_store(vfs.clone(), dir.path(), &[], &mut |_, _| {});
-    assert_eq!(verified.unwrap_err().code(), "NOT_A_STORE");
+    assert_eq!(Error::from(verified.unwrap_err()).code(), "NOT_A_STORE");
     let rebuilt = folio::replay::rebuild_state(vfs, dir.path(), &mut |_, _| {});
-    assert_eq!(rebuilt.unwrap_err().code(), "NOT_A_STORE");
+    assert_eq!(Error::from(rebuilt.unwrap_err()).code(), "NOT_A_STORE");
     let left: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|entry| entry.unwrap().file_name())

@@ -36,7 +36,8 @@ pub(super) fn verify(store: &Path, expect_head: &[String], json: bool) -> Result
         bar.set_length(head);
         bar.set_position(seq);
     };
-    let report = crate::verify::verify_store(Arc::new(RealFs), store, &expect, &mut progress)?;
+    let report = crate::verify::verify_store(Arc::new(RealFs), store, &expect, &mut progress)
+        .map_err(crate::Error::from)?;
     bar.finish_and_clear();
     finished(print_report(&report, json), if report.ok { 0 } else { 1 })
 }
@@ -83,14 +84,15 @@ pub(super) fn replay(
     let applied = match (&out, to_seq) {
         (Some(out), to_seq) => {
             crate::replay::replay_into(Arc::new(RealFs), store, to_seq, out, &mut progress)
-                .map_err(|error| replay_error(&error))?
+                .map_err(|error| replay_error(&error.into()))?
         }
         (None, Some(_)) => {
             return Err(CliError::usage(
                 "--to-seq needs --out: the store's own state always follows its whole log",
             ));
         }
-        (None, None) => crate::replay::rebuild_state(Arc::new(RealFs), store, &mut progress)?,
+        (None, None) => crate::replay::rebuild_state(Arc::new(RealFs), store, &mut progress)
+            .map_err(crate::Error::from)?,
     };
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();

@@ -133,9 +133,6 @@ pub enum LedgerError {
     /// than answered without them. Reopen the store (open catches the state up).
     #[error("the state lacks acknowledged entries after a failed state commit; reopen the store")]
     StateBehind,
-    /// Another handle or process has the store open.
-    #[error("store is in use by another process or handle: {path}")]
-    StoreInUse { path: String },
     /// `create` on a directory that exists and is not empty.
     #[error("{path} exists and is not empty")]
     StoreExists { path: String },

@@ -255,7 +255,7 @@ pub fn export_store<W: Write>(
     out: W,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ExportSummary, ExportError> {
-    let _lock = crate::store::lock_store(&*vfs, dir)?;
+    let _lock = crate::store::lock_store(&*vfs, dir).map_err(Error::from)?;
     let options = LogOptions {
         read_only: true,
         ..LogOptions::default()

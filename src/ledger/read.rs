@@ -376,7 +376,8 @@ impl Ledger {
         let actual = self.tables()?;
         let watermark = actual.watermark()?;
         let replayed = crate::verify::replay_state(&self.inner.log, watermark.seq, &mut |_| {})?;
-        crate::verify::diff_states(&replayed.read_tables()?, &actual)
+        let difference = crate::verify::diff_states(&replayed.read_tables()?, &actual)?;
+        Ok(difference)
     }
 }
 
@@ -389,11 +390,12 @@ impl Ledger {
         expect_heads: &[(u64, Hash)],
     ) -> Result<crate::verify::VerifyReport, Error> {
         let tables = self.tables()?;
-        crate::verify::verify_log_and_state(
+        let report = crate::verify::verify_log_and_state(
             &self.inner.log,
             Some(&tables),
             expect_heads,
             &mut |_, _| {},
-        )
+        )?;
+        Ok(report)
     }
 }

@@ -165,7 +165,7 @@ impl Ledger {
             if entry.seq > head {
                 break;
             }
-            let body = replay::decode_body(&entry)?;
+            let body = replay::decode_body(&entry).map_err(Error::from)?;
             if !has_event(&body) {
                 batch.seq_last = entry.seq;
                 continue;

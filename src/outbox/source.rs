@@ -6,7 +6,8 @@
 
 use super::{BatchLimits, OutboxBatch, OutboxError};
 use crate::Error;
-use crate::ledger::{Ledger, LedgerError};
+use crate::ledger::Ledger;
+use crate::store::StoreError;
 
 /// A store as sync reads and acknowledges it. A method may fail with a store in use
 /// ([`is_busy`]): sync then tries it again after a poll interval, keeping what it has (an ack
@@ -56,6 +57,6 @@ impl OutboxStore for &Ledger {
 pub fn is_busy(error: &OutboxError) -> bool {
     matches!(
         error,
-        OutboxError::Store(Error::Ledger(LedgerError::StoreInUse { .. }))
+        OutboxError::Store(Error::Store(StoreError::InUse { .. }))
     )
 }

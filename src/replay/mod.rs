@@ -1,37 +1,61 @@
 //! One scan of the log drives every consumer of entries in order: rebuilding or catching up the
 //! state, verification, and export all implement [`Replay`]. [`drive`] reads each entry (crc,
 //! seq, hash and chain checked by the log reader), decodes its body once, and hands both on.
+//! [`rebuild_state`] and [`replay_into`] run it over a whole store, under the store's lock;
+//! a scan and those functions fail with [`ReplayError`].
 
 pub mod apply;
 
 pub use apply::Applier;
 
-use crate::Error;
-use crate::domain::entry::{self, EntryBody};
-use crate::log::{Entry, Log, LogError, LogReader};
-use crate::state::StateError;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-/// Why a scan stopped on its own account (a sink's failures are the sink's own error): a
-/// record that does not read or the log failing, a body that does not decode, a state that
-/// refused an entry.
+use crate::domain::entry::{self, EntryBody};
+use crate::log::vfs::Vfs;
+use crate::log::{Entry, Log, LogError, LogOptions, LogReader};
+use crate::state::{STATE_FILE_NAME, State, StateError};
+use crate::store::{StoreError, lock_store, take_lock};
+
+/// Why a scan, or a whole-store function of replay ([`rebuild_state`], [`replay_into`]),
+/// stopped on its own account (a sink's failures are the sink's own error): a record that does
+/// not read or the log failing, a body that does not decode, a state that refused an entry;
+/// and for the whole-store functions, the store's lock and the directories they write.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
-    /// The log failed, or a record of it does not read (crc, hash, chain).
+    /// The log failed, or a record of it does not read (crc, hash, chain); also a `seq_to`
+    /// that the log does not hold (`SeqOutOfRange`).
     #[error(transparent)]
     Log(#[from] LogError),
-    /// An entry's body does not decode (`BadEntry`), or a state refused it.
+    /// An entry's body does not decode (`BadEntry`), or a state refused it or failed.
     #[error(transparent)]
     State(#[from] StateError),
-}
-
-impl From<ReplayError> for Error {
-    fn from(error: ReplayError) -> Self {
-        match error {
-            ReplayError::Log(error) => Error::Log(error),
-            ReplayError::State(error) => Error::State(error),
-        }
-    }
+    /// The store is not one, or is in use (whole-store functions).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An I/O error on the state file being rebuilt (`state.redb.replay`), its rename over
+    /// `state.redb`, or the sync of the store's directory (`IO`). The old state is left whole.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// `replay_into`'s `out` names no directory (`/`, `..`): `INVALID_INPUT`, a rejection.
+    #[error("out {:?} must name a directory", path.display().to_string())]
+    OutNotADirectory { path: PathBuf },
+    /// `replay_into`'s `out`, or the `<out>.replay-partial` an interrupted replay left, exists
+    /// and is not empty (`STORE_EXISTS`). Nothing was written.
+    #[error("{path} exists and is not empty")]
+    OutExists { path: PathBuf },
+    /// Reading, making or renaming `replay_into`'s `out` or its `.replay-partial` failed
+    /// (`STORAGE`). `out` holds no part of a store; a `.replay-partial` may be left.
+    #[error("storage error, nothing was written: {}: {source}", out.display())]
+    OutIo {
+        /// The `out` directory asked for.
+        out: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// A consumer of log entries in seq order, with an error of its own that a failure of the
@@ -48,7 +72,7 @@ pub trait Replay {
 
 /// Decodes an entry's body, refusing a kind that the format version of the entry's segment
 /// may not hold (F-53): the entry was not written by a ledger of that version.
-pub fn decode_body(entry: &Entry) -> Result<EntryBody, Error> {
+pub fn decode_body(entry: &Entry) -> Result<EntryBody, ReplayError> {
     Ok(decode_checked(entry)?)
 }
 
@@ -102,28 +126,27 @@ pub fn drive<S: Replay + ?Sized>(
 /// half-built one. The log is opened read-only (a torn tail is left for the next open to cut).
 /// Returns the entries applied.
 pub fn rebuild_state(
-    vfs: std::sync::Arc<dyn crate::log::vfs::Vfs>,
-    dir: &std::path::Path,
+    vfs: Arc<dyn Vfs>,
+    dir: &Path,
     progress: &mut dyn FnMut(u64, u64),
-) -> Result<u64, Error> {
-    use crate::state::{STATE_FILE_NAME, State};
-    let _lock = crate::store::lock_store(&*vfs, dir)?;
-    let options = crate::log::LogOptions {
+) -> Result<u64, ReplayError> {
+    let _lock = lock_store(&*vfs, dir)?;
+    let options = LogOptions {
         read_only: true,
         ..Default::default()
     };
     let log = Log::open(vfs.clone(), dir, options)?;
     let head = log.head().seq;
     let building = dir.join(REBUILD_FILE_NAME);
-    let io = |error: std::io::Error| crate::log::LogError::Io {
+    let io = |source: std::io::Error| ReplayError::Io {
         path: building.clone(),
-        source: error,
+        source,
     };
     if vfs.exists(&building).map_err(io)? {
         vfs.remove(&building).map_err(io)?;
     }
     let state = State::create_at(&*vfs, dir, &building)?;
-    let mut applier = crate::replay::Applier::new(&state, &*log);
+    let mut applier = Applier::new(&state, &*log);
     let applied = drive(&log, 1, head, &mut applier, &mut |seq| progress(seq, head))?;
     drop(state);
     vfs.rename(&building, &dir.join(STATE_FILE_NAME))
@@ -144,55 +167,45 @@ pub const REBUILD_FILE_NAME: &str = "state.redb.replay";
 /// holds part of the log; a `.replay-partial` left behind is refused (`STORE_EXISTS`) until
 /// removed.
 pub fn replay_into(
-    vfs: std::sync::Arc<dyn crate::log::vfs::Vfs>,
-    dir: &std::path::Path,
+    vfs: Arc<dyn Vfs>,
+    dir: &Path,
     seq_to: Option<u64>,
-    out: &std::path::Path,
+    out: &Path,
     progress: &mut dyn FnMut(u64, u64),
-) -> Result<u64, Error> {
-    use crate::domain::LedgerError;
-    use crate::state::State;
-    let _lock = crate::store::lock_store(&*vfs, dir)?;
-    let log = Log::open(
-        vfs.clone(),
-        dir,
-        crate::log::LogOptions {
-            read_only: true,
-            ..Default::default()
-        },
-    )?;
+) -> Result<u64, ReplayError> {
+    let _lock = lock_store(&*vfs, dir)?;
+    let options = LogOptions {
+        read_only: true,
+        ..Default::default()
+    };
+    let log = Log::open(vfs.clone(), dir, options)?;
     let head = log.head().seq;
     let seq_to = seq_to.unwrap_or(head);
     if seq_to == 0 || seq_to > head {
-        return Err(crate::log::LogError::SeqOutOfRange { seq: seq_to, head }.into());
+        return Err(LogError::SeqOutOfRange { seq: seq_to, head }.into());
     }
     let Some((building, parent)) = partial_dir(out) else {
-        let value = out.display().to_string();
-        let reason = "must name a directory";
-        return Err(LedgerError::InvalidInput {
-            field: "out",
-            value,
-            reason,
-        }
-        .into());
+        let path = out.to_path_buf();
+        return Err(ReplayError::OutNotADirectory { path });
     };
-    let io = |error: std::io::Error| LedgerError::Storage {
-        detail: format!("{}: {error}", out.display()),
+    let io = |source: std::io::Error| ReplayError::OutIo {
+        out: out.to_path_buf(),
+        source,
     };
     for path in [out, &building] {
         if vfs.exists(path).map_err(io)? && !vfs.list(path).map_err(io)?.is_empty() {
-            let path = path.display().to_string();
-            return Err(LedgerError::StoreExists { path }.into());
+            let path = path.to_path_buf();
+            return Err(ReplayError::OutExists { path });
         }
     }
     vfs.create_dir_all(&building).map_err(io)?;
-    let _out_lock = crate::store::take_lock(&*vfs, &building)?;
-    let copy = Log::create(vfs.clone(), &building, crate::log::LogOptions::default())?;
+    let _out_lock = take_lock(&*vfs, &building)?;
+    let copy = Log::create(vfs.clone(), &building, LogOptions::default())?;
     let state = State::create_file(&*vfs, &building)?;
     let mut sink = CopySink {
         log: &copy,
         bodies: Vec::new(),
-        applier: crate::replay::Applier::new(&state, &*log),
+        applier: Applier::new(&state, &*log),
     };
     let copied = drive(&log, 1, seq_to, &mut sink, &mut |seq| progress(seq, seq_to))?;
     drop(sink);
@@ -212,11 +225,11 @@ pub fn replay_into(
 /// Where `replay_into` builds `out`: a sibling `<name>.replay-partial` (the same file system,
 /// so the final rename is atomic), and the directory that holds both; `None` for a path that
 /// names no directory (`/`, `..`).
-fn partial_dir(out: &std::path::Path) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+fn partial_dir(out: &Path) -> Option<(PathBuf, PathBuf)> {
     let name = out.file_name()?;
     let parent = match out.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
+        _ => PathBuf::from("."),
     };
     let mut partial = name.to_os_string();
     partial.push(".replay-partial");
@@ -227,7 +240,7 @@ fn partial_dir(out: &std::path::Path) -> Option<(std::path::PathBuf, std::path::
 struct CopySink<'a> {
     log: &'a Log,
     bodies: Vec<Vec<u8>>,
-    applier: crate::replay::Applier<'a>,
+    applier: Applier<'a>,
 }
 
 impl CopySink<'_> {

@@ -69,7 +69,7 @@ pub fn write_store_journal<W: Write>(
     ledger_name: &str,
     out: W,
 ) -> Result<JournalSummary, ReportError> {
-    let _lock = crate::store::lock_store(&*vfs, dir)?;
+    let _lock = crate::store::lock_store(&*vfs, dir).map_err(crate::Error::from)?;
     let options = crate::log::LogOptions {
         read_only: true,
         ..crate::log::LogOptions::default()

@@ -4,10 +4,9 @@
 
 use redb::{Key, ReadOnlyTable, ReadableTable, Value};
 
-use crate::Error;
+use super::VerifyError;
 use crate::log::LogReader;
-use crate::replay;
-use crate::replay::Applier;
+use crate::replay::{self, Applier};
 use crate::state::{ReadTables, State, StateError, history};
 
 /// The first difference between an expected (replayed) state and an actual one.
@@ -25,7 +24,7 @@ pub fn replay_state(
     log: &LogReader,
     seq_to: u64,
     progress: &mut dyn FnMut(u64),
-) -> Result<State, Error> {
+) -> Result<State, VerifyError> {
     let state = State::in_memory()?;
     let mut applier = Applier::new(&state, log);
     replay::drive(log, 1, seq_to, &mut applier, progress)?;
@@ -36,7 +35,7 @@ pub fn replay_state(
 pub fn diff_states(
     expected: &ReadTables,
     actual: &ReadTables,
-) -> Result<Option<StateDifference>, Error> {
+) -> Result<Option<StateDifference>, VerifyError> {
     let differences = [
         diff_table("meta", &expected.meta, &actual.meta)?,
         diff_table("ledgers", &expected.ledgers, &actual.ledgers)?,
@@ -61,7 +60,7 @@ pub fn diff_states(
 fn diff_history(
     expected: &ReadTables,
     actual: &ReadTables,
-) -> Result<Option<StateDifference>, Error> {
+) -> Result<Option<StateDifference>, VerifyError> {
     let mut expected_seqs = history::all_seqs(&expected.history)?;
     let mut actual_seqs = history::all_seqs(&actual.history)?;
     loop {
@@ -87,7 +86,7 @@ fn diff_table<K: Key + 'static, V: Value + 'static>(
     table: &'static str,
     expected: &ReadOnlyTable<K, V>,
     actual: &ReadOnlyTable<K, V>,
-) -> Result<Option<StateDifference>, Error> {
+) -> Result<Option<StateDifference>, VerifyError> {
     let mut expected_rows = expected.iter().map_err(StateError::from)?;
     let mut actual_rows = actual.iter().map_err(StateError::from)?;
     // Rows are compared as bytes, and a key is formatted only for the difference reported:

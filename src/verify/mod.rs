@@ -8,6 +8,7 @@
 //! "verify").
 
 pub mod diff;
+mod error;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,17 +16,16 @@ use std::sync::Arc;
 use serde::Serialize;
 
 pub use diff::{StateDifference, diff_states, replay_state};
+pub use error::VerifyError;
 
-use crate::Error;
 use crate::domain::entry::EntryBody;
 use crate::log::format::hex;
 use crate::log::sim::SimFs;
 use crate::log::vfs::{OpenMode, Vfs};
 use crate::log::{CorruptionKind, Cut, Entry, Hash, Head, Log, LogError, LogOptions, LogReader};
-use crate::replay::Applier;
-use crate::replay::ReplayError;
-use crate::replay::{self, Replay};
-use crate::state::{ReadTables, STATE_FILE_NAME, State, StateOpened, StateReads};
+use crate::replay::{self, Applier, Replay, ReplayError};
+use crate::state::{ReadTables, STATE_FILE_NAME, State, StateError, StateOpened, StateReads};
+use crate::store::lock_store;
 
 /// The outcome of a verification (the JSON report of `folio verify`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -133,15 +133,15 @@ pub fn corruption_name(kind: &CorruptionKind) -> &'static str {
 }
 
 /// Verifies the store in `dir` without changing it. Returns `Err` only when verification
-/// cannot run (the store is in use, is not a store, or cannot be read); damage is a report
-/// with `ok: false`.
+/// cannot run (the store is in use, is not a store, or cannot be read: [`VerifyError`]);
+/// damage is a report with `ok: false`.
 pub fn verify_store(
     vfs: Arc<dyn Vfs>,
     dir: &Path,
     expect_heads: &[(u64, Hash)],
     progress: &mut dyn FnMut(u64, u64),
-) -> Result<VerifyReport, Error> {
-    let _lock = crate::store::lock_store(&*vfs, dir)?;
+) -> Result<VerifyReport, VerifyError> {
+    let _lock = lock_store(&*vfs, dir)?;
     let (state, state_failure) = copy_state(&*vfs, dir)?;
     let watermark = match &state {
         Some(state) => state.read_tables()?.watermark()?,
@@ -189,11 +189,11 @@ fn failed_open(watermark: u64, failure: Failure) -> VerifyReport {
 /// Copies `state.redb` into a simulated disk and opens it there, so that redb's own recovery
 /// (after an unclean shutdown) happens on the copy, never on the store. A missing or
 /// unreadable file is a failure, not an error.
-fn copy_state(vfs: &dyn Vfs, dir: &Path) -> Result<(Option<State>, Option<Failure>), Error> {
+fn copy_state(vfs: &dyn Vfs, dir: &Path) -> Result<(Option<State>, Option<Failure>), VerifyError> {
     let path = dir.join(STATE_FILE_NAME);
-    let io = |error: std::io::Error| LogError::Io {
+    let io = |source: std::io::Error| VerifyError::CopyState {
         path: path.clone(),
-        source: error,
+        source,
     };
     if !vfs.exists(&path).map_err(io)? {
         let failure = Failure::new("state_missing", None, "state.redb is missing".to_string());
@@ -204,9 +204,9 @@ fn copy_state(vfs: &dyn Vfs, dir: &Path) -> Result<(Option<State>, Option<Failur
     file.read_exact_at(&mut bytes, 0).map_err(io)?;
     let copy = SimFs::new(0);
     let copy_dir = Path::new("/verify");
-    let copy_io = |error: std::io::Error| LogError::Io {
+    let copy_io = |source: std::io::Error| VerifyError::CopyState {
         path: copy_dir.to_path_buf(),
-        source: error,
+        source,
     };
     copy.create_dir_all(copy_dir).map_err(copy_io)?;
     let copied = copy
@@ -254,7 +254,7 @@ pub fn verify_log_and_state(
     actual: Option<&ReadTables>,
     expect_heads: &[(u64, Hash)],
     progress: &mut dyn FnMut(u64, u64),
-) -> Result<VerifyReport, Error> {
+) -> Result<VerifyReport, VerifyError> {
     let head = log.head();
     let watermark = match actual {
         Some(tables) => tables.watermark()?,
@@ -290,7 +290,7 @@ fn check_everything(
     watermark_seq: u64,
     expect_heads: &[(u64, Hash)],
     progress: &mut dyn FnMut(u64, u64),
-) -> Result<Option<Failure>, Error> {
+) -> Result<Option<Failure>, VerifyError> {
     let head = log.head();
     if head.seq < watermark_seq {
         let detail = format!(
@@ -345,20 +345,32 @@ fn failure_of_error(error: &ReplayError) -> Failure {
     match error {
         ReplayError::Log(log_error) => Failure::of_log_error(log_error)
             .unwrap_or_else(|| Failure::new("log_unreadable", None, log_error.to_string())),
-        ReplayError::State(crate::state::StateError::BadEntry { seq, .. }) => {
+        ReplayError::State(StateError::BadEntry { seq, .. }) => {
             Failure::new("bad_entry", Some(*seq), error.to_string())
         }
-        ReplayError::State(crate::state::StateError::Inconsistent { seq, .. }) => {
+        ReplayError::State(StateError::Inconsistent { seq, .. }) => {
             Failure::new("entry_inconsistent", Some(*seq), error.to_string())
         }
-        other => Failure::new("replay_failed", None, other.to_string()),
+        // The in-memory state failing, and (never from a scan) the whole-store errors.
+        ReplayError::State(
+            StateError::Database(_)
+            | StateError::BadRow { .. }
+            | StateError::Unreadable(_)
+            | StateError::NoSpace { .. }
+            | StateError::Log(_),
+        )
+        | ReplayError::Store(_)
+        | ReplayError::Io { .. }
+        | ReplayError::OutNotADirectory { .. }
+        | ReplayError::OutExists { .. }
+        | ReplayError::OutIo { .. } => Failure::new("replay_failed", None, error.to_string()),
     }
 }
 
 fn check_expected_heads(
     log: &LogReader,
     expect_heads: &[(u64, Hash)],
-) -> Result<Option<Failure>, Error> {
+) -> Result<Option<Failure>, VerifyError> {
     let head = log.head();
     for (seq, hash) in expect_heads {
         if *seq > head.seq {
