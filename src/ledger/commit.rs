@@ -19,10 +19,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::read::receipt_of;
+use super::syncer::PendingWrite;
 use super::{Inner, Ledger};
 use crate::Error;
 use crate::domain::LedgerError;
@@ -33,7 +34,7 @@ use crate::domain::view::{TransactionLookup, ViewError};
 use crate::log::format::{
     BATCH_BYTES_MAX, BODY_BYTES_MAX, FRAME_PREFIX_BYTES, PAYLOAD_FIXED_BYTES,
 };
-use crate::log::{Appended, LogError, LogReader, Prepared};
+use crate::log::{Appended, LogError, LogReader};
 use crate::replay;
 use crate::state::apply::{apply, set_watermark};
 use crate::state::hot::{HotRows, StagedTables};
@@ -50,10 +51,13 @@ pub(crate) enum Outcome {
 
 type Slot = Arc<Mutex<Option<Result<Outcome, Error>>>>;
 
-/// A queued operation and where its result goes.
+/// A queued operation, where its result goes, and how to wake the caller waiting for it.
 pub(crate) struct Pending {
     op: Op,
     slot: Slot,
+    /// The submitting caller's own condition variable (used with the queue's mutex): it is
+    /// woken when its results are in or when it may lead, never for other callers' groups.
+    waker: Arc<Condvar>,
 }
 
 /// The checkpoint bookkeeping, the hot rows and the groups in flight, guarded by the
@@ -152,8 +156,9 @@ enum Landing {
     /// Nothing to append: the results stand once every entry prepared before the group (which
     /// they may repeat, or have been judged against) is durable, up to this seq.
     Settle { seq: u64 },
-    /// Write the entries, then publish the held state.
-    Write { prepared: Prepared, held: Held },
+    /// Wait for the entries' write (under way on the writer thread), then publish the held
+    /// state.
+    Write { write: PendingWrite, held: Held },
     /// Written and committed already (a checkpoint group), or failed: deliver these.
     Done { appended: Vec<Appended> },
 }
@@ -190,7 +195,8 @@ pub(crate) struct Queue {
 }
 
 /// Held by the leader while it validates and prepares a group; its drop hands leadership back
-/// (counting the group as landing when it has one) and wakes the waiters.
+/// (counting the group as landing when it has one) and wakes the caller of the first queued
+/// operation, to lead the next group.
 struct Leading<'a> {
     inner: &'a Inner,
     landing: bool,
@@ -201,25 +207,42 @@ impl Drop for Leading<'_> {
         let mut queue = self.inner.lock_queue();
         queue.leader_active = false;
         queue.landing += usize::from(self.landing);
-        drop(queue);
-        self.inner.group_done.notify_all();
+        if let Some(next) = queue.pending.front() {
+            next.waker.notify_one();
+        }
     }
+}
+
+/// The distinct callers of a group's operations.
+fn wakers_of(group: &[Pending]) -> Vec<Arc<Condvar>> {
+    let mut wakers: Vec<Arc<Condvar>> = Vec::new();
+    for pending in group {
+        if !wakers
+            .iter()
+            .any(|waker| Arc::ptr_eq(waker, &pending.waker))
+        {
+            wakers.push(pending.waker.clone());
+        }
+    }
+    wakers
 }
 
 impl Ledger {
     /// Queues operations and returns their results in order, once they are committed. One
     /// caller at a time leads: it takes what is queued, validates and prepares it as a group,
     /// hands leadership on, and lands the group (its write and fsync) while the next leader
-    /// prepares the next one. The others wait on `group_done`; a waiter whose operations a
-    /// group settled returns at once.
+    /// prepares the next one. The others wait, each on its own condition variable: a waiter is
+    /// woken when a group settled its operations (and returns at once) or when it may lead.
     pub(crate) fn submit(&self, ops: Vec<Op>) -> Vec<Result<Outcome, Error>> {
         let inner = &self.inner;
         let slots: Vec<Slot> = ops.iter().map(|_| Arc::new(Mutex::new(None))).collect();
+        let waker = Arc::new(Condvar::new());
         let mut queue = inner.lock_queue();
         for (op, slot) in ops.into_iter().zip(&slots) {
             queue.pending.push_back(Pending {
                 op,
                 slot: slot.clone(),
+                waker: waker.clone(),
             });
         }
         while !slots.iter().all(is_filled) {
@@ -233,8 +256,7 @@ impl Ledger {
                 continue;
             }
             if queue.leader_active || queue.landing > 0 {
-                queue = inner
-                    .group_done
+                queue = waker
                     .wait(queue)
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
                 continue;
@@ -364,6 +386,7 @@ impl Inner {
     /// on, then lands it. Returns once every slot of the group is filled (or its unprocessed
     /// operations are back in the queue).
     fn lead(&self, group: Vec<Pending>) {
+        let wakers = wakers_of(&group);
         let flight = {
             let mut leading = Leading {
                 inner: self,
@@ -374,14 +397,19 @@ impl Inner {
             leading.landing = flight.is_some();
             flight
         };
-        let Some(flight) = flight else {
-            return;
-        };
-        self.land_guarded(flight);
+        let landed = flight.map(|flight| self.land_guarded(flight)).is_some();
+        // Under the queue's lock, so that no waiter checks its slots between their filling
+        // and this wakeup.
         let mut queue = self.lock_queue();
-        queue.landing -= 1;
-        drop(queue);
-        self.group_done.notify_all();
+        queue.landing -= usize::from(landed);
+        for waker in wakers {
+            waker.notify_one();
+        }
+        if !queue.leader_active
+            && let Some(next) = queue.pending.front()
+        {
+            next.waker.notify_one();
+        }
     }
 
     /// Validates and prepares one group, turning a panic inside it (a user's clock, or a bug)
@@ -533,24 +561,46 @@ impl Inner {
             }
         } else {
             let first_seq = prepared.appended().first().map_or(0, |first| first.seq);
-            match self.commit_held(committer, open, &prepared) {
+            let watermark = watermark_of(prepared.appended());
+            // The write and fsync run on the writer thread from here on, while this one
+            // commits the group's state.
+            let write = self.syncer.send(prepared);
+            match self.commit_held(committer, open, watermark) {
                 Ok(held) => {
                     committer.in_flight.push((first_seq, bodies));
-                    Landing::Write { prepared, held }
+                    Landing::Write { write, held }
                 }
-                Err(error) => {
-                    // Nothing of the group was written: the log forgets it; redb latches
-                    // the failure, so the ledger is poisoned.
-                    self.log.abandon(prepared);
-                    committer.forget();
-                    self.poison();
-                    let detail = error.to_string();
-                    fail_all(&flight.group, &LedgerError::Storage { detail });
-                    return None;
-                }
+                Err(_) => return self.held_commit_failed(committer, flight, write),
             }
         };
         Some(flight)
+    }
+
+    /// The group's held state commit failed while its entries were on their way to the log.
+    /// redb latches the failure: the ledger is poisoned. If the entries became durable, the
+    /// callers get their receipts, and reads are refused (`StateBehind`) until a reopen, since
+    /// the state lacks the group (catching it up here could apply again what the groups still
+    /// in flight hold); if not, the group fails as a failed write does.
+    fn held_commit_failed(
+        &self,
+        committer: &mut Committer,
+        mut flight: Flight,
+        write: PendingWrite,
+    ) -> Option<Flight> {
+        committer.forget();
+        self.poison();
+        match write.finish(&self.log) {
+            Ok(appended) => {
+                self.state_behind.store(true, Ordering::SeqCst);
+                flight.landing = Landing::Done { appended };
+                Some(flight)
+            }
+            Err(log_error) => {
+                self.poison_fenced();
+                self.fail_append(&flight.group, flight.staged, &log_error);
+                None
+            }
+        }
     }
 
     /// Records the group's hot rows and its watermark (the last entry's seq and `block_hash`)
@@ -559,9 +609,8 @@ impl Inner {
         &self,
         committer: &mut Committer,
         mut open: OpenState,
-        prepared: &Prepared,
+        watermark: Watermark,
     ) -> Result<Held, StateError> {
-        let watermark = watermark_of(prepared.appended());
         let hot = &mut committer.hot;
         open.with_dependent_mut(|_, tables| {
             hot.flush(tables)?;
@@ -589,7 +638,7 @@ impl Inner {
                 }
                 Vec::new()
             }
-            Landing::Write { prepared, held } => match self.log.write(prepared) {
+            Landing::Write { write, held } => match write.finish(&self.log) {
                 Ok(appended) => {
                     self.state.publish(held);
                     appended
@@ -716,7 +765,7 @@ impl Inner {
     fn catch_up_state(&self) {
         let caught_up = (|| -> Result<(), Error> {
             let watermark = crate::state::StateReads::watermark(&self.state.read_tables()?)?;
-            let mut applier = crate::replay::Applier::new(&self.state, &*self.log);
+            let mut applier = crate::replay::Applier::new(&self.state, &**self.log);
             replay::drive(
                 &self.log,
                 watermark.seq + 1,

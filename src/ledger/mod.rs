@@ -10,6 +10,7 @@ pub use crate::domain::{entry, error, model, request};
 
 mod commit;
 mod read;
+mod syncer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -110,8 +111,11 @@ pub struct Ledger {
 }
 
 struct Inner {
+    /// The log's writer thread; declared first, so that it has stopped (and let go of the
+    /// log) before anything else of the ledger is dropped.
+    syncer: syncer::Syncer,
     dir: PathBuf,
-    log: Log,
+    log: Arc<Log>,
     state: State,
     options: LedgerOptions,
     store_id: [u8; 16],
@@ -124,8 +128,6 @@ struct Inner {
     state_behind: AtomicBool,
     committer: Mutex<Committer>,
     queue: Mutex<commit::Queue>,
-    /// Signalled when a leader finishes a group.
-    group_done: std::sync::Condvar,
     _lock: Box<dyn LockGuard>,
 }
 
@@ -242,14 +244,15 @@ impl Ledger {
             state: state_opened,
             entries_caught_up: caught_up,
         };
+        let log = Arc::new(log);
         Ok(Ledger {
             inner: Arc::new(Inner {
+                syncer: syncer::Syncer::start(log.clone()),
                 dir: dir.to_path_buf(),
                 log,
                 state,
                 committer: Mutex::new(Committer::new(Instant::now())),
                 queue: Mutex::new(commit::Queue::default()),
-                group_done: std::sync::Condvar::new(),
                 options,
                 store_id,
                 open_report,

@@ -45,8 +45,7 @@ pub(super) struct Writer {
     segment_bytes: u64,
 }
 
-/// A batch hashed, framed and given its place in the log, waiting for [`Log::write`] (or, if
-/// the caller gives up on it before writing, [`Log::abandon`]).
+/// A batch hashed, framed and given its place in the log, waiting for [`Log::write`].
 #[derive(Debug)]
 pub struct Prepared {
     /// Each entry's seq and hashes, in order.
@@ -249,8 +248,8 @@ impl Log {
     /// Hashes and frames a batch after every batch prepared before it, and reserves its place
     /// in the active segment (rolling or growing it first). Nothing of the batch is written:
     /// a failure here (bounds, a full disk: `NoSpace`) leaves the log as it was. The batch
-    /// must then be given to [`Log::write`], or to [`Log::abandon`] before any other batch is
-    /// prepared, or every later write waits for it.
+    /// must then be given to [`Log::write`]: every later write waits for it (a caller that
+    /// loses it calls [`Log::poison_writes`]).
     pub fn prepare<B: AsRef<[u8]>>(&self, bodies: &[B]) -> Result<Prepared, LogError> {
         check_batch(bodies)?;
         let mut writer = self.writer_lock();
@@ -329,27 +328,6 @@ impl Log {
         self.record_written(&mut writer, &prepared);
         self.written.notify_all();
         Ok(prepared.appended)
-    }
-
-    /// Gives up a prepared batch that was never written: the prepared head goes back to where
-    /// it was. Only the last prepared batch may be abandoned.
-    pub fn abandon(&self, prepared: Prepared) {
-        let Some(first_seq) = prepared.first_seq() else {
-            return;
-        };
-        let mut writer = self.writer_lock();
-        let last = prepared.appended.last().map(|appended| appended.seq);
-        assert_eq!(
-            Some(writer.prepared_head.seq),
-            last,
-            "only the last prepared batch may be abandoned"
-        );
-        writer.prepared_head = Head {
-            seq: first_seq - 1,
-            block_hash: prepared.previous_hash,
-        };
-        writer.prepared_end_bytes = prepared.at_bytes;
-        writer.prepared_records_in_segment -= prepared.appended.len() as u64;
     }
 
     /// Waits until every prepared batch is written; returns the durable head, or `Poisoned`
