@@ -131,6 +131,26 @@ pub(crate) fn receipt_of(
 }
 
 /// The volumes rows of `(ledger, account prefix)`, in key order.
+/// account -> asset -> balance.
+type BalancesByAccount = BTreeMap<String, BTreeMap<String, Decimal>>;
+
+/// Every balance of a ledger's accounts under `prefix`, by account and asset.
+fn balances_in(
+    table: &VolumesTable,
+    ledger: &str,
+    prefix: &str,
+) -> Result<BalancesByAccount, Error> {
+    let rows = volumes_rows(table, ledger, prefix, |found| found.starts_with(prefix))?;
+    let mut accounts = BalancesByAccount::new();
+    for (account, asset, volumes) in rows {
+        accounts
+            .entry(account)
+            .or_default()
+            .insert(asset, volumes.balance);
+    }
+    Ok(accounts)
+}
+
 fn volumes_rows(
     volumes: &VolumesTable,
     ledger: &str,
@@ -196,17 +216,20 @@ impl Ledger {
         prefix: &str,
     ) -> Result<BTreeMap<String, BTreeMap<String, Decimal>>, Error> {
         model::check_ledger_name(ledger)?;
-        let rows = volumes_rows(&*self.volumes_table()?, ledger, prefix, |found| {
-            found.starts_with(prefix)
-        })?;
-        let mut accounts: BTreeMap<String, BTreeMap<String, Decimal>> = BTreeMap::new();
-        for (account, asset, volumes) in rows {
-            accounts
-                .entry(account)
-                .or_default()
-                .insert(asset, volumes.balance);
-        }
-        Ok(accounts)
+        balances_in(&*self.volumes_table()?, ledger, prefix)
+    }
+
+    /// [`Ledger::balances`], with the watermark seq of the one snapshot they were read from
+    /// (for a trial balance, which names the log's head it covers).
+    pub(crate) fn balances_with_watermark(
+        &self,
+        ledger: &str,
+        prefix: &str,
+    ) -> Result<(BalancesByAccount, u64), Error> {
+        model::check_ledger_name(ledger)?;
+        let tables = self.tables()?;
+        let balances = balances_in(&tables.volumes, ledger, prefix)?;
+        Ok((balances, tables.watermark()?.seq))
     }
 
     /// Everything about one account; `None` if it was never used.
@@ -323,6 +346,21 @@ impl Ledger {
             }
         }
         Ok(receipts)
+    }
+
+    /// The ids of an account's transactions, oldest first, from one state snapshot, and that
+    /// snapshot's watermark seq (the log's head it covers): what a statement reads instead of
+    /// the whole log.
+    pub(crate) fn account_transaction_ids(
+        &self,
+        ledger: &str,
+        account: &str,
+    ) -> Result<(Vec<u64>, u64), Error> {
+        let tables = self.tables()?;
+        let mut ids =
+            crate::state::history::page(&tables.history, ledger, account, u64::MAX, usize::MAX)?;
+        ids.reverse();
+        Ok((ids, tables.watermark()?.seq))
     }
 
     /// The names of the ledgers that have entries.

@@ -1,18 +1,20 @@
 //! An account's statement over a period `[from, to)` of effective timestamps, per asset: the
 //! opening balance (every posting before `from`), each movement in the period in effective
-//! order, and the closing balance (every posting before `to`). Invariants, checked before the
+//! order, and the closing balance (every posting before `to`). It reads the account's own
+//! transactions (their ids from the state's history of the account, their entries from the
+//! log), so it costs the account's entries, not the log's. Invariants, checked before the
 //! statement is returned: opening + sum(in) - sum(out) = closing, the last running balance is
-//! the closing balance, and the sum over the whole log equals the state's balance.
+//! the closing balance, and the sum over all the account's transactions equals the state's
+//! balance.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rust_decimal::Decimal;
 
-use super::{ReportError, ReportSink, add, walk};
+use super::{ReportError, add};
 use crate::Ledger;
 use crate::domain::entry::{EntryBody, TransactionEntry};
 use crate::domain::model::{self, Metadata, Timestamp};
-use crate::log::Entry;
 
 /// Most movements one statement holds (all assets together): a statement is built in
 /// memory, since back-dated transactions make log order differ from effective order.
@@ -78,7 +80,7 @@ pub struct Statement {
     pub assets: Vec<AssetStatement>,
 }
 
-/// Builds and checks `request`'s statement from the ledger's log.
+/// Builds and checks `request`'s statement from the account's transactions.
 pub fn statement(ledger: &Ledger, request: &StatementRequest) -> Result<Statement, ReportError> {
     model::check_ledger_name(&request.ledger).map_err(crate::Error::from)?;
     model::check_account("account", &request.account).map_err(crate::Error::from)?;
@@ -99,7 +101,12 @@ pub fn statement(ledger: &Ledger, request: &StatementRequest) -> Result<Statemen
         movements: 0,
         touched: false,
     };
-    let head_seq = walk(ledger.log(), &mut sink)?;
+    let (ids, head_seq) = ledger.account_transaction_ids(&request.ledger, &request.account)?;
+    for id in ids {
+        let tx = transaction_entry(ledger, id)?;
+        sink.transaction(id, &tx)?;
+    }
+    sink.current_metadata(ledger)?;
     if !sink.touched {
         return Err(ReportError::AccountNotFound {
             ledger: request.ledger.clone(),
@@ -271,37 +278,34 @@ impl StatementSink<'_> {
         Ok(())
     }
 
-    /// Applies a later change of a transaction's metadata to its movements.
-    fn metadata(&mut self, id: u64, change: impl Fn(&mut Metadata)) {
-        for (asset, at) in self.index.get(&id).into_iter().flatten() {
-            if let Some(movement) = self
-                .parts
-                .get_mut(asset)
-                .and_then(|part| part.movements.get_mut(*at))
-            {
-                change(&mut movement.metadata);
+    /// Gives each movement its transaction's metadata as it is now (later changes applied),
+    /// from the state.
+    fn current_metadata(&mut self, ledger: &Ledger) -> Result<(), ReportError> {
+        for (id, places) in &self.index {
+            let Some(receipt) = ledger.transaction(&self.request.ledger, *id)? else {
+                continue;
+            };
+            for (asset, at) in places {
+                if let Some(movement) = self
+                    .parts
+                    .get_mut(asset)
+                    .and_then(|part| part.movements.get_mut(*at))
+                {
+                    movement.metadata = receipt.metadata.clone();
+                }
             }
         }
+        Ok(())
     }
 }
 
-impl ReportSink for StatementSink<'_> {
-    fn entry(&mut self, entry: &Entry, body: &EntryBody) -> Result<(), ReportError> {
-        if body.ledger() != Some(self.request.ledger.as_str()) {
-            return Ok(());
-        }
-        match body {
-            EntryBody::Transaction(tx) => self.transaction(entry.seq, tx)?,
-            EntryBody::TransactionMetadataSet(set) => self.metadata(set.id, |metadata| {
-                metadata.extend(set.metadata.clone());
-            }),
-            EntryBody::TransactionMetadataDeleted(deleted) => {
-                self.metadata(deleted.id, |metadata| {
-                    metadata.remove(&deleted.key);
-                })
-            }
-            _ => {}
-        }
-        Ok(())
+/// The transaction entry `id` of the log, which the account's history names.
+fn transaction_entry(ledger: &Ledger, id: u64) -> Result<TransactionEntry, ReportError> {
+    let entry = ledger.log().read(id).map_err(crate::Error::from)?;
+    match crate::replay::decode_body(&entry).map_err(crate::Error::from)? {
+        EntryBody::Transaction(tx) => Ok(tx),
+        _ => Err(ReportError::Inconsistent {
+            detail: format!("an account's history names entry {id}, which is not a transaction"),
+        }),
     }
 }

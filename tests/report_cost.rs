@@ -1,0 +1,185 @@
+//! What a report reads (issue 15, item 4): a statement reads the account's own entries, not
+//! the log's, and a trial balance as of now reads the state and no entry at all. Measured in
+//! bytes read from the log's files, through a file system that counts them.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails on any error"
+)]
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use folio::log::vfs::{FileBytes, LockGuard, OpenMode, RealFs, Vfs, VfsFile};
+use folio::report::{StatementRequest, statement, trial_balance};
+use folio::{Ledger, LedgerOptions, PostRequest, Posting, Timestamp};
+use rust_decimal::Decimal;
+
+/// The real file system, counting the bytes read from files under `log/`.
+#[derive(Debug, Default)]
+struct CountingFs {
+    log_bytes_read: Arc<AtomicU64>,
+}
+
+#[derive(Debug)]
+struct CountingFile {
+    inner: Arc<dyn VfsFile>,
+    /// Set for a file of the log: its reads are counted.
+    counter: Option<Arc<AtomicU64>>,
+}
+
+impl Vfs for CountingFs {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        RealFs.create_dir_all(dir)
+    }
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        RealFs.exists(path)
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        RealFs.list(dir)
+    }
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn VfsFile>> {
+        let in_log = path.to_string_lossy().contains("/log/");
+        Ok(Arc::new(CountingFile {
+            inner: RealFs.open(path, mode)?,
+            counter: in_log.then(|| self.log_bytes_read.clone()),
+        }))
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        RealFs.remove(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        RealFs.rename(from, to)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        RealFs.sync_dir(dir)
+    }
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
+        RealFs.lock(path)
+    }
+}
+
+impl CountingFile {
+    fn count(&self, bytes: usize) {
+        if let Some(counter) = &self.counter {
+            counter.fetch_add(bytes as u64, Ordering::SeqCst);
+        }
+    }
+}
+
+impl VfsFile for CountingFile {
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.count(buf.len());
+        self.inner.read_exact_at(buf, offset)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.inner.write_all_at(buf, offset)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.inner.sync_data()
+    }
+    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
+        self.inner.set_len(len_bytes)
+    }
+    fn allocate(&self, len_bytes: u64) -> io::Result<()> {
+        self.inner.allocate(len_bytes)
+    }
+    fn read_all(&self) -> io::Result<FileBytes> {
+        let bytes = self.inner.read_all()?;
+        self.count(bytes.len());
+        Ok(bytes)
+    }
+}
+
+const LEDGER: &str = "shop";
+const ASSET: &str = "EUR/2";
+
+fn at(text: &str) -> Timestamp {
+    Timestamp::parse(text).unwrap()
+}
+
+/// A store of 600 sales to customers' accounts and three movements of `till:1`, one of them
+/// back-dated and one re-tagged later; and the bytes its log holds.
+fn books(fs: &Arc<CountingFs>, dir: &Path) -> (Ledger, u64) {
+    let ledger = Ledger::create_with(fs.clone(), dir, LedgerOptions::default()).unwrap();
+    let sales: Vec<PostRequest> = (0..600)
+        .map(|n| {
+            let posting = Posting::new("world", &format!("users:{n}"), "1.00", ASSET).unwrap();
+            PostRequest::new(LEDGER, vec![posting])
+                .with_reference(format!("sale-{n}"))
+                .with_timestamp(at("2026-11-22T09:00:00Z"))
+        })
+        .collect();
+    for result in ledger.post_batch(sales) {
+        result.unwrap();
+    }
+    let till = |amount: &str, time: &str| {
+        let posting = Posting::new("world", "till:1", amount, ASSET).unwrap();
+        PostRequest::new(LEDGER, vec![posting]).with_timestamp(at(time))
+    };
+    ledger.post(till("5.00", "2026-11-22T10:00:00Z")).unwrap();
+    let tagged = ledger
+        .post(till("7.00", "2026-11-22T12:00:00Z"))
+        .unwrap()
+        .id;
+    ledger.post(till("2.00", "2026-11-21T12:00:00Z")).unwrap();
+    let note = [("note".to_string(), "counted".to_string())].into();
+    ledger
+        .set_transaction_metadata(LEDGER, tagged, note)
+        .unwrap();
+    let log_bytes = ledger.log().stats().used_bytes;
+    (ledger, log_bytes)
+}
+
+#[test]
+fn a_statement_reads_the_accounts_own_entries_and_not_the_whole_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(CountingFs::default());
+    let (ledger, log_bytes) = books(&fs, &dir.path().join("store"));
+    fs.log_bytes_read.store(0, Ordering::SeqCst);
+    let request = StatementRequest {
+        ledger: LEDGER.into(),
+        account: "till:1".into(),
+        from: at("2026-11-22T00:00:00Z"),
+        to: at("2026-11-23T00:00:00Z"),
+        asset: None,
+    };
+    let statement = statement(&ledger, &request).unwrap();
+    let read = fs.log_bytes_read.load(Ordering::SeqCst);
+    assert!(
+        read * 20 < log_bytes,
+        "the statement read {read} bytes of a {log_bytes}-byte log"
+    );
+    let part = &statement.assets[0];
+    assert_eq!(
+        part.opening,
+        Decimal::new(200, 2),
+        "the back-dated movement"
+    );
+    assert_eq!(part.movements.len(), 2);
+    assert_eq!(part.closing, Decimal::new(1400, 2));
+    assert_eq!(part.movements[1].metadata["note"], "counted");
+    assert_eq!(statement.head_seq, ledger.log().head().seq);
+}
+
+#[test]
+fn a_trial_balance_as_of_now_reads_the_state_and_no_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(CountingFs::default());
+    let (ledger, _) = books(&fs, &dir.path().join("store"));
+    fs.log_bytes_read.store(0, Ordering::SeqCst);
+    let trial = trial_balance(&ledger, LEDGER, None, "").unwrap();
+    assert_eq!(fs.log_bytes_read.load(Ordering::SeqCst), 0);
+    assert_eq!(trial.accounts.len(), 602, "600 customers, till:1 and world");
+    assert_eq!(trial.accounts["till:1"][ASSET], Decimal::new(1400, 2));
+    assert!(trial.totals.values().all(|total| total.is_zero()));
+    assert_eq!(trial.head_seq, ledger.log().head().seq);
+    let at_time = trial_balance(&ledger, LEDGER, Some(at("2026-11-22T11:00:00Z")), "").unwrap();
+    assert_eq!(at_time.accounts["till:1"][ASSET], Decimal::new(700, 2));
+}
