@@ -298,11 +298,12 @@ fn spend(reference: &str, amount: &str) -> PostRequest {
     PostRequest::new(LEDGER, vec![posting]).with_reference(reference)
 }
 
-/// The pipeline: while group A is held inside its log fsync, group B, which spends what A
-/// brought, is validated against A's state (the clock it reads per group is called during the
-/// hold), and no read sees either; released, both return, in order.
-#[test]
-fn the_next_group_is_validated_while_a_group_is_in_its_log_fsync() {
+type Posted = std::thread::JoinHandle<Result<folio::Receipt, Error>>;
+
+/// A store with `r1` posted; then group A (`r2`, 2.00 into till:1) held inside its log fsync,
+/// and group B (`s1`, which spends 2.50 of till:1: only A's money makes it valid) validated
+/// while A waits (the clock, read once per group, was called during the hold).
+fn a_held_and_b_validated() -> (Arc<Gate>, tempfile::TempDir, Ledger, Posted, Posted) {
     let gate = Gate::new("/log/");
     let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let options = LedgerOptions {
@@ -310,7 +311,7 @@ fn the_next_group_is_validated_while_a_group_is_in_its_log_fsync() {
         clock: counting_clock(&calls),
         ..LedgerOptions::default()
     };
-    let (_dir, ledger) = gated_store(&gate, options);
+    let (dir, ledger) = gated_store(&gate, options);
     ledger.post(sale("r1", "1.00")).unwrap();
     gate.arm();
     let a = {
@@ -327,6 +328,15 @@ fn the_next_group_is_validated_while_a_group_is_in_its_log_fsync() {
         wait_for_call(&calls, before_b),
         "B was not validated while A's fsync ran"
     );
+    (gate, dir, ledger, a, b)
+}
+
+/// The pipeline: while group A is held inside its log fsync, group B, which spends what A
+/// brought, is validated against A's state (the clock it reads per group is called during the
+/// hold), and no read sees either; released, both return, in order.
+#[test]
+fn the_next_group_is_validated_while_a_group_is_in_its_log_fsync() {
+    let (gate, _dir, ledger, a, b) = a_held_and_b_validated();
     let reader = ledger.clone();
     let seen = within_patience(move || {
         let till = till(&reader).unwrap();
@@ -351,27 +361,7 @@ fn the_next_group_is_validated_while_a_group_is_in_its_log_fsync() {
 /// redb's close makes it durable and the reopen finds the state ahead of the log).
 #[test]
 fn a_failed_log_fsync_fails_the_group_behind_it_and_the_store_reopens_with_its_log() {
-    let gate = Gate::new("/log/");
-    let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let options = LedgerOptions {
-        checkpoint_interval: Duration::from_secs(3_600),
-        clock: counting_clock(&calls),
-        ..LedgerOptions::default()
-    };
-    let (dir, ledger) = gated_store(&gate, options);
-    ledger.post(sale("r1", "1.00")).unwrap();
-    gate.arm();
-    let a = {
-        let ledger = ledger.clone();
-        std::thread::spawn(move || ledger.post(sale("r2", "2.00")))
-    };
-    assert!(gate.wait_holding(), "A never synced the log");
-    let before_b = calls.load(Ordering::SeqCst);
-    let b = {
-        let ledger = ledger.clone();
-        std::thread::spawn(move || ledger.post(spend("s1", "2.50")))
-    };
-    assert!(wait_for_call(&calls, before_b), "B was never validated");
+    let (gate, dir, ledger, a, b) = a_held_and_b_validated();
     // B is committed held by the time it waits for A's write: give it the moment it needs.
     std::thread::sleep(Duration::from_millis(200));
     gate.release_failing();

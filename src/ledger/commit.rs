@@ -36,7 +36,7 @@ use crate::log::format::{
 };
 use crate::log::{Appended, LogError, LogReader};
 use crate::replay;
-use crate::state::apply::{apply, set_watermark};
+use crate::state::apply::{apply, decode_transaction, set_watermark};
 use crate::state::hot::{HotRows, StagedTables};
 use crate::state::{Held, StateError, Watermark, WriteTables, panic_text};
 
@@ -312,16 +312,7 @@ impl GroupEntries<'_> {
         let (first_seq, bodies) = self.in_flight.iter().find(|(first_seq, bodies)| {
             (*first_seq..*first_seq + bodies.len() as u64).contains(&id)
         })?;
-        let body = &bodies[(id - first_seq) as usize];
-        Some(match entry::decode(body) {
-            Ok(EntryBody::Transaction(tx)) => Ok(Some(tx)),
-            Ok(_) => Ok(None),
-            Err(error) => Err(StateError::BadEntry {
-                seq: id,
-                detail: error.to_string(),
-            }
-            .into()),
-        })
+        Some(decode_transaction(id, &bodies[(id - first_seq) as usize]))
     }
 }
 

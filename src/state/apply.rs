@@ -25,15 +25,20 @@ impl TransactionLookup for LogReader {
             return Ok(None);
         }
         let entry = self.read(id).map_err(StateError::from)?;
-        match entry::decode(&entry.body) {
-            Ok(EntryBody::Transaction(tx)) => Ok(Some(tx)),
-            Ok(_) => Ok(None),
-            Err(error) => Err(StateError::BadEntry {
-                seq: id,
-                detail: error.to_string(),
-            }
-            .into()),
+        decode_transaction(id, &entry.body)
+    }
+}
+
+/// The transaction entry `seq` holds, from its encoded body: `None` when it holds another kind.
+pub fn decode_transaction(seq: u64, body: &[u8]) -> Result<Option<TransactionEntry>, ViewError> {
+    match entry::decode(body) {
+        Ok(EntryBody::Transaction(tx)) => Ok(Some(tx)),
+        Ok(_) => Ok(None),
+        Err(error) => Err(StateError::BadEntry {
+            seq,
+            detail: error.to_string(),
         }
+        .into()),
     }
 }
 

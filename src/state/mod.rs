@@ -460,7 +460,8 @@ mod tests {
     use rust_decimal::Decimal;
     use tables::VolumesRow;
 
-    fn write_volumes(state: &State, account: &str, input: i64) {
+    /// A write transaction that sets `account`'s USD input volume.
+    fn volumes_txn(state: &State, account: &str, input: i64) -> WriteTransaction {
         let txn = state.begin_write(false).unwrap();
         {
             let mut tables = WriteTables::open(&txn).unwrap();
@@ -474,7 +475,11 @@ mod tests {
                 .insert(("main", account, "USD"), &bytes[..])
                 .unwrap();
         }
-        state.commit(txn).unwrap();
+        txn
+    }
+
+    fn write_volumes(state: &State, account: &str, input: i64) {
+        state.commit(volumes_txn(state, account, input)).unwrap();
     }
 
     fn input_of(table: &VolumesTable, account: &str) -> Option<Vec<u8>> {
@@ -485,20 +490,9 @@ mod tests {
     }
 
     fn held_commit(state: &State, account: &str, input: i64) -> Held {
-        let txn = state.begin_write(false).unwrap();
-        {
-            let mut tables = WriteTables::open(&txn).unwrap();
-            let row = VolumesRow {
-                input: Dec(Decimal::from(input)),
-                output: Dec(Decimal::ZERO),
-            };
-            let bytes = tables::encode_row("volumes", &row).unwrap();
-            tables
-                .volumes
-                .insert(("main", account, "USD"), &bytes[..])
-                .unwrap();
-        }
-        state.commit_held(txn).unwrap()
+        state
+            .commit_held(volumes_txn(state, account, input))
+            .unwrap()
     }
 
     #[test]
