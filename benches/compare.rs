@@ -54,7 +54,7 @@ const APPEND_RECORD_BYTES: usize = 256;
 /// Bytes of one record in the hashing limit.
 const HASH_RECORD_BYTES: usize = 200;
 /// Every workload, by its `--only` name, in the order a run measures them.
-const STEPS: [(&str, Step); 9] = [
+const STEPS: [(&str, Step); 10] = [
     ("limits", Bench::limits),
     ("commit_each", Bench::commit_each),
     ("bulk", Bench::bulk),
@@ -64,6 +64,7 @@ const STEPS: [(&str, Step); 9] = [
     ("reads", Bench::reads),
     ("replay", Bench::replay),
     ("reopen", Bench::reopen),
+    ("scale", Bench::scale),
 ];
 
 type Step = fn(&mut Bench) -> Result<()>;
@@ -100,6 +101,8 @@ struct Args {
     only: Option<Vec<String>>,
     /// The peers to run, in `Peer::ALL` order (`--peers folio,sqlite`; all by default).
     peers: Vec<Peer>,
+    /// Transactions of the `scale` workload's store (`--scale-entries N`; its size by default).
+    scale_entries: Option<usize>,
 }
 
 /// `--only a,b`: names checked against the workloads.
@@ -132,6 +135,7 @@ impl Args {
             json_path: PathBuf::new(),
             only: None,
             peers: Peer::ALL.to_vec(),
+            scale_entries: None,
         };
         let mut json_path = None;
         let mut words = raw.iter();
@@ -143,6 +147,7 @@ impl Args {
                 "--json" => json_path = Some(PathBuf::from(value()?)),
                 "--only" => args.only = Some(workload_names(value()?)?),
                 "--peers" => args.peers = peer_list(value()?)?,
+                "--scale-entries" => args.scale_entries = Some(value()?.parse()?),
                 // Cargo passes `--bench` to every bench binary.
                 "--bench" => {}
                 other => return Err(format!("unknown argument {other:?}").into()),
@@ -181,6 +186,7 @@ struct Sizes {
     append_ops: usize,
     bandwidth_mib: usize,
     hash_records: usize,
+    scale_tx: usize,
 }
 
 impl Sizes {
@@ -196,6 +202,7 @@ impl Sizes {
                 append_ops: 100,
                 bandwidth_mib: 32,
                 hash_records: 500_000,
+                scale_tx: 20_000,
             }
         } else {
             Sizes {
@@ -208,6 +215,7 @@ impl Sizes {
                 append_ops: 2_000,
                 bandwidth_mib: 512,
                 hash_records: 5_000_000,
+                scale_tx: 1_000_000,
             }
         }
     }
@@ -1323,6 +1331,108 @@ impl Bench {
         }
         Ok(())
     }
+}
+
+impl Bench {
+    /// A store as a till keeps it for years: a demo store (`folio demo`) of `scale_tx`
+    /// transactions, or `--scale-entries N`; then what the commands an operator and an auditor
+    /// run on it cost, each a `folio` process: wall time and peak RSS.
+    fn scale(&mut self) -> Result<()> {
+        let transactions = self.args.scale_entries.unwrap_or(self.sizes.scale_tx);
+        let dir = self.fresh_dir()?;
+        let store = dir.path().join("folio");
+        let store_arg = store.to_string_lossy().to_string();
+        let count = transactions.to_string();
+        folio_process(&["demo", "--store", &store_arg, "--transactions", &count])?;
+        let head = folio_process(&["head", "--store", &store_arg, "--json"])?;
+        let head: serde_json::Value = serde_json::from_slice(&head.stdout)?;
+        let entries = head["seq"].as_f64().ok_or("no seq in folio head --json")?;
+        let now = folio::Timestamp::now().0;
+        let day_micros = 86_400_000_000;
+        let from = folio::Timestamp(now - day_micros).to_rfc3339();
+        let to = folio::Timestamp(now + 60_000_000).to_rfc3339();
+        let workload = format!("7 scale, demo store of {transactions} tx");
+        let commands: [(&str, Vec<&str>); 5] = [
+            ("head", vec!["head"]),
+            ("balance", vec!["balance", "--ledger", "pos", "till:1:cash"]),
+            (
+                "statement (1 account, 1 day)",
+                vec!["statement", "--ledger", "pos", "bank:main", "--from", &from, "--to", &to],
+            ),
+            ("trial balance", vec!["trial-balance", "--ledger", "pos"]),
+            ("verify", vec!["verify"]),
+        ];
+        for _ in 0..self.args.runs {
+            for (name, args) in &commands {
+                let mut full = args.clone();
+                full.extend(["--store", store_arg.as_str(), "--format", "json"]);
+                if matches!(*name, "head" | "balance" | "verify") {
+                    // These take --json rather than --format.
+                    full.truncate(full.len() - 2);
+                    full.push("--json");
+                }
+                let run = folio_process(&full)?;
+                self.record_folio(&workload, &format!("{name} s"), run.seconds);
+                self.record_folio(&workload, &format!("{name} peak RSS MiB"), run.peak_rss_mib);
+                if *name == "verify" {
+                    self.record_folio(&workload, "verify entries/s", entries / run.seconds);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What one `folio` process did.
+struct FolioRun {
+    stdout: Vec<u8>,
+    seconds: f64,
+    peak_rss_mib: f64,
+}
+
+/// Runs the `folio` binary with `args` to its end; its wall time and peak RSS (`wait4`'s
+/// `ru_maxrss`, the child's own). A failure is an error with its stderr.
+fn folio_process(args: &[&str]) -> Result<FolioRun> {
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_folio"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    // stderr on a thread of its own, so that neither pipe fills while the other is read.
+    let stderr_reader = child.stderr.take().map(|mut err| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut err, &mut bytes);
+            bytes
+        })
+    });
+    let mut stdout = Vec::new();
+    if let Some(mut out) = child.stdout.take() {
+        std::io::Read::read_to_end(&mut out, &mut stdout)?;
+    }
+    let stderr = stderr_reader
+        .and_then(|reader| reader.join().ok())
+        .unwrap_or_default();
+    let mut status = 0;
+    // SAFETY: `usage` is a plain C struct that wait4 fills; the pid is our own child's, not
+    // waited for before (std's `Child` is dropped without a wait).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let seconds = started.elapsed().as_secs_f64();
+    if waited != pid {
+        return Err(format!("wait4 on folio {args:?} failed").into());
+    }
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        let stderr = String::from_utf8_lossy(&stderr);
+        return Err(format!("folio {args:?} failed ({status}): {stderr}").into());
+    }
+    Ok(FolioRun {
+        stdout,
+        seconds,
+        peak_rss_mib: usage.ru_maxrss as f64 / 1024.0,
+    })
 }
 
 /// Runs this binary as `--child-writer STORE COUNT`, waits for it to say it posted, and kills
