@@ -470,5 +470,8 @@ fn a_crash_at_each_step_of_sealing_leaves_a_log_that_opens() {
             opened += 1;
         }
     }
-    assert!(steps > 50 && opened > 4 * 50, "{steps} steps, {opened} images opened");
+    assert!(
+        steps > 50 && opened > 4 * 50,
+        "{steps} steps, {opened} images opened"
+    );
 }

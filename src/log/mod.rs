@@ -312,6 +312,8 @@ impl Log {
             Err(error) if opener.trusted_summary && is_place_error(&error) => {
                 opener = Opener::new(&*vfs, &log_dir, &options, cuts);
                 opener.scan_all = true;
+                // Listed again: the first pass may have removed a torn roll.
+                let names = list_segments(&*vfs, store_dir, &log_dir)?;
                 opener.open_segments(&names)
             }
             opened => opened,
