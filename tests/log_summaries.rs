@@ -11,6 +11,10 @@
     reason = "a test fails on any error"
 )]
 
+mod support {
+    pub mod workload;
+}
+
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -474,4 +478,43 @@ fn a_crash_at_each_step_of_sealing_leaves_a_log_that_opens() {
         steps > 50 && opened > 4 * 50,
         "{steps} steps, {opened} images opened"
     );
+}
+
+/// F-30, F-71: a ledger opens on a sealed segment whose record was altered (its summary is
+/// trusted), but both verify paths, the ledger's own and `verify_store`, scan the segment and
+/// report the damage where it lies.
+#[test]
+fn verify_finds_damage_in_a_sealed_segment_that_open_did_not_read() {
+    let fs = support::workload::new_disk(3);
+    let ledger = support::workload::create(&fs).unwrap();
+    for n in 0..200 {
+        let posting = folio::Posting::new("world", "till:1", "1.25", "USD/2").unwrap();
+        let request = folio::PostRequest::new(support::workload::LEDGER, vec![posting])
+            .with_reference(format!("r{n}"));
+        ledger.post(request).unwrap();
+    }
+    ledger.close().unwrap();
+    drop(ledger);
+    assert!(summaries(&fs).len() >= 2, "the store has sealed segments");
+    let path = log_dir().join(segment_name(1));
+    let mut bytes = fs.file_bytes(&path).unwrap();
+    let last = bytes.len() - 40; // a body byte of the segment's last record
+    bytes[last] ^= 0x01;
+    fs.set_file_bytes(&path, bytes);
+    let ledger = support::workload::open(&fs).unwrap();
+    let report = ledger.verify(&[]).unwrap();
+    let failure = report
+        .first_failure
+        .expect("Ledger::verify scans sealed segments");
+    assert_eq!(failure.kind, "bad_checksum");
+    assert_eq!(failure.segment.as_deref(), Some(segment_name(1).as_str()));
+    drop(ledger);
+    let report =
+        folio::verify::verify_store(Arc::new(fs.clone()), Path::new(STORE), &[], &mut |_, _| {})
+            .unwrap();
+    let failure = report
+        .first_failure
+        .expect("verify_store scans sealed segments");
+    assert_eq!(failure.kind, "bad_checksum");
+    assert_eq!(failure.segment.as_deref(), Some(segment_name(1).as_str()));
 }
