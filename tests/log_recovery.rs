@@ -457,7 +457,8 @@ fn flipped_bits_on_read_are_detected_not_used() {
     let log = open(&fs, options(4096)).unwrap();
     let active_first_seq = *segment_first_seqs(&fs).last().unwrap();
     assert!(active_first_seq > 1 && active_first_seq <= 40);
-    // Sealed segments are mapped at open; the active segment is read from the file each time.
+    // Sealed segments are mapped when first read; the active segment is read from the file
+    // each time. The first read of an open is a sealed header (F-71), checked as always.
     fs.flip_next_reads(1);
     match log.read(40) {
         Err(LogError::Corrupt { seq: 40, .. }) => {}
