@@ -201,8 +201,11 @@ fn mid_log_corruption_refuses_to_open() {
     );
 }
 
+/// F-30, F-71: an open that scans sealed segments (verify's, or one whose summary is unusable)
+/// refuses damage in them; an ordinary open trusts the summary and reads no record of them, and
+/// a read of the damaged entry is refused (F-37).
 #[test]
-fn corruption_in_a_sealed_segment_refuses_to_open() {
+fn corruption_in_a_sealed_segment_refuses_a_scanning_open() {
     let fs = store_with_entries(40, 4096);
     let first = fs.file_bytes(&segment_path(1)).unwrap();
     let offsets = record_offsets(&first);
@@ -210,10 +213,20 @@ fn corruption_in_a_sealed_segment_refuses_to_open() {
     let last = *offsets.last().unwrap();
     bytes[last + 20] ^= 0x80; // the last record of a sealed segment: no valid record follows
     fs.set_file_bytes(&segment_path(1), bytes);
-    let (segment, offset_bytes, seq, kind) = corrupt_kind(open(&fs, options(4096)));
+    let scanning = LogOptions {
+        scan_sealed: true,
+        ..options(4096)
+    };
+    let (segment, offset_bytes, seq, kind) = corrupt_kind(open(&fs, scanning));
     assert_eq!(segment, format::segment_name(1));
     assert_eq!((offset_bytes, seq), (last as u64, offsets.len() as u64));
     assert_eq!(kind, CorruptionKind::BadChecksum);
+    let log = open(&fs, options(4096)).unwrap();
+    assert!(matches!(
+        log.read(offsets.len() as u64),
+        Err(LogError::Corrupt { .. })
+    ));
+    assert!(matches!(log.check_sealed(), Err(LogError::Corrupt { .. })));
 }
 
 fn segment_first_seqs(fs: &SimFs) -> Vec<u64> {
@@ -444,7 +457,8 @@ fn flipped_bits_on_read_are_detected_not_used() {
     let log = open(&fs, options(4096)).unwrap();
     let active_first_seq = *segment_first_seqs(&fs).last().unwrap();
     assert!(active_first_seq > 1 && active_first_seq <= 40);
-    // Sealed segments are mapped at open; the active segment is read from the file each time.
+    // Sealed segments are mapped when first read; the active segment is read from the file
+    // each time. The first read of an open is a sealed header (F-71), checked as always.
     fs.flip_next_reads(1);
     match log.read(40) {
         Err(LogError::Corrupt { seq: 40, .. }) => {}

@@ -336,6 +336,7 @@ fn a_version_2_store_opens_appends_in_a_version_3_segment_verifies_and_skips() {
     let mut segments: Vec<_> = std::fs::read_dir(Path::new(&store).join("log"))
         .unwrap()
         .map(|file| file.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "seg"))
         .collect();
     segments.sort();
     let versions: Vec<u32> = segments

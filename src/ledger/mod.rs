@@ -380,6 +380,7 @@ fn log_options(options: &LedgerOptions, seq_durable_min: u64) -> LogOptions {
         segment_bytes: options.segment_bytes,
         seq_durable_min,
         read_only: false,
+        scan_sealed: false,
     }
 }
 

@@ -3,14 +3,18 @@
 //! entry's body is opaque bytes here.
 //!
 //! One writer appends batches (one write and one `fdatasync` each: the group-commit point);
-//! any number of readers read by seq or iterate, sealed segments through a memory map and
-//! the active one with positional reads. `open` validates the log and cuts only a provably
-//! torn tail (see `recovery.rs`); a read-write open then writes the tail past the state's
-//! watermark again and syncs it (F-44), and a process that may not write the log gets a
-//! read-only one.
+//! any number of readers read by seq or iterate, sealed segments through a memory map (a few
+//! at a time) and the active one with positional reads. `open` trusts each sealed segment's
+//! summary (`summary.rs`, F-70..F-73) once its header and its neighbours agree, so it reads no
+//! sealed record: its cost follows the active segment, not the history. It scans the active
+//! segment and cuts only a provably torn tail (see `recovery.rs`); a read-write open then
+//! writes the tail past the state's watermark again and syncs it (F-44), and a process that
+//! may not write the log gets a read-only one. Checking every sealed record is verify's job
+//! (`LogOptions::scan_sealed`, [`LogReader::check_sealed`]).
 
 pub mod format;
 pub mod sim;
+pub mod summary;
 pub mod vfs;
 
 mod error;
@@ -28,6 +32,7 @@ pub use reader::LogIter;
 
 use format::{FormatVersion, SegmentHeader};
 use recovery::{Expect, Scanned};
+use summary::{SUMMARY_INDEX_STRIDE, Summary};
 use vfs::{FileBytes, OpenMode, Vfs, VfsFile};
 pub use writer::Prepared;
 use writer::{NotWritable, Writer};
@@ -47,6 +52,10 @@ pub struct LogOptions {
     /// A read-write open whose active segment this process may not write (its permissions, a
     /// read-only mount) falls back to this, and its appends fail with `NotWritable`.
     pub read_only: bool,
+    /// Scan every sealed segment in full at open (every record checked, F-24, F-30), as a
+    /// version 3 build did, instead of trusting its summary (F-71): verify's open. Summaries
+    /// are then not read.
+    pub scan_sealed: bool,
 }
 
 impl Default for LogOptions {
@@ -55,6 +64,7 @@ impl Default for LogOptions {
             segment_bytes: format::SEGMENT_BYTES_DEFAULT,
             seq_durable_min: 0,
             read_only: false,
+            scan_sealed: false,
         }
     }
 }
@@ -122,8 +132,9 @@ pub enum CutKind {
 /// Where a segment's bytes are read from.
 #[derive(Debug, Clone)]
 enum Source {
-    /// A sealed segment: its whole file, mapped.
-    Sealed(Arc<FileBytes>),
+    /// A sealed segment: its whole file, mapped when a read needs it (`LogReader::sealed_bytes`
+    /// keeps a few maps).
+    Sealed,
     /// The active segment: positional reads, since it grows (and recovery may truncate it).
     Active(Arc<dyn VfsFile>),
 }
@@ -134,8 +145,12 @@ struct SegmentView {
     /// From the header: the domain tag of its hashes, what its entries may hold.
     version: FormatVersion,
     first_seq: u64,
-    /// Byte offset of each record, in seq order.
+    /// Records the segment holds.
+    records: u64,
+    /// Byte offset of every `stride`-th record from the first, in seq order: every record of the
+    /// active segment (stride 1), a sparse index from the summary of a sealed one.
     offsets: Vec<u32>,
+    stride: u64,
     /// End of the last record.
     end_bytes: u64,
     source: Source,
@@ -143,11 +158,35 @@ struct SegmentView {
 
 impl SegmentView {
     fn seq_end(&self) -> u64 {
-        self.first_seq + self.offsets.len() as u64
+        self.first_seq + self.records
     }
 
-    /// The byte range of the record with this seq, which the segment must hold.
+    /// A sealed segment, as its summary describes it.
+    fn sealed(name: &str, summary: Summary) -> SegmentView {
+        SegmentView {
+            name: name.to_string(),
+            version: summary.segment_version,
+            first_seq: summary.first_seq,
+            records: summary.records,
+            offsets: summary.index,
+            stride: u64::from(SUMMARY_INDEX_STRIDE),
+            end_bytes: summary.end_bytes,
+            source: Source::Sealed,
+        }
+    }
+
+    /// The indexed record nearest before or at `seq` (which the segment must hold): its seq and
+    /// offset. Reads walk the frames from there.
+    fn index_point(&self, seq: u64) -> (u64, u64) {
+        let point = (seq - self.first_seq) / self.stride;
+        let offset = self.offsets.get(point as usize).copied().unwrap_or(0);
+        (self.first_seq + point * self.stride, u64::from(offset))
+    }
+
+    /// The byte range of the record with this seq, which the segment must hold; only for a
+    /// segment that indexes every record (the active one).
     fn record_range(&self, seq: u64) -> (u64, u64) {
+        assert_eq!(self.stride, 1, "a sparse index has no range per record");
         let index = (seq - self.first_seq) as usize;
         let start = u64::from(self.offsets[index]);
         let end = self
@@ -193,7 +232,15 @@ pub struct LogReader {
     options: LogOptions,
     view: RwLock<View>,
     recovery: RecoveryReport,
+    /// Sealed segments mapped lately (first seq and bytes), most recent last; at most
+    /// `SEALED_MAPS_MAX`, so that reading the whole history holds a bounded part of it.
+    maps: Mutex<Vec<(u64, Arc<FileBytes>)>>,
+    /// Whether open scanned every sealed segment in full (`scan_sealed`).
+    sealed_scanned: bool,
 }
+
+/// Most sealed segments kept mapped at once by a reader.
+const SEALED_MAPS_MAX: usize = 4;
 
 impl std::ops::Deref for Log {
     type Target = LogReader;
@@ -234,7 +281,8 @@ impl Log {
         Self::open(vfs, store_dir, options)
     }
 
-    /// Opens the log of `store_dir`, validating every segment and settling a torn tail.
+    /// Opens the log of `store_dir`: checks the chain of segment headers and summaries, scans
+    /// the active segment and settles a torn tail (`docs/format.md` section 6).
     pub fn open(vfs: Arc<dyn Vfs>, store_dir: &Path, options: LogOptions) -> Result<Log, LogError> {
         check_options(&options)?;
         let log_dir = store_dir.join(LOG_DIR_NAME);
@@ -257,18 +305,24 @@ impl Log {
             });
             names = list_segments(&*vfs, store_dir, &log_dir)?;
         }
-        let mut opener = Opener {
-            vfs: &*vfs,
-            log_dir: &log_dir,
-            options: &options,
-            cuts,
-            not_writable: None,
-            last_bytes: None,
+        let mut opener = Opener::new(&*vfs, &log_dir, &options, cuts.clone());
+        let opened = match opener.open_segments(&names) {
+            // A chain that does not check where a summary was trusted may be the summary's
+            // fault: the segments decide, scanned in full as a version 3 build did (F-71).
+            Err(error) if opener.trusted_summary && is_place_error(&error) => {
+                opener = Opener::new(&*vfs, &log_dir, &options, cuts);
+                opener.scan_all = true;
+                // Listed again: the first pass may have removed a torn roll.
+                let names = list_segments(&*vfs, store_dir, &log_dir)?;
+                opener.open_segments(&names)
+            }
+            opened => opened,
         };
-        let (segments, active) = opener.open_segments(&names)?;
+        let (segments, active) = opened?;
         let Opener {
             cuts, not_writable, ..
         } = opener;
+        let sealed_scanned = options.scan_sealed;
         let mut options = options;
         options.read_only |= not_writable.is_some();
         let last = segments
@@ -286,6 +340,8 @@ impl Log {
                 options,
                 view: RwLock::new(View { segments, head }),
                 recovery: RecoveryReport { cuts },
+                maps: Mutex::new(Vec::new()),
+                sealed_scanned,
             },
             writer: Mutex::new(writer),
             written: Condvar::new(),
@@ -478,6 +534,46 @@ struct Opener<'a> {
     not_writable: Option<NotWritable>,
     /// The last segment's bytes as its scan checked them, until `activate` takes them.
     last_bytes: Option<Vec<u8>>,
+    /// Scan every sealed segment in full instead of trusting summaries.
+    scan_all: bool,
+    /// Whether a summary was trusted in this pass.
+    trusted_summary: bool,
+}
+
+/// Whether an open's error is a header out of its place in the chain (F-07, F-08), which a
+/// trusted summary may have caused (F-71), or a cut refused under the watermark.
+fn is_place_error(error: &LogError) -> bool {
+    matches!(
+        error,
+        LogError::Corrupt {
+            offset_bytes: 0,
+            kind: CorruptionKind::SegmentOrder
+                | CorruptionKind::MissingSegment { .. }
+                | CorruptionKind::ChainBreak
+                | CorruptionKind::DamageBelowWatermark { .. },
+            ..
+        }
+    )
+}
+
+impl<'a> Opener<'a> {
+    fn new(
+        vfs: &'a dyn Vfs,
+        log_dir: &'a Path,
+        options: &'a LogOptions,
+        cuts: Vec<Cut>,
+    ) -> Opener<'a> {
+        Opener {
+            vfs,
+            log_dir,
+            options,
+            cuts,
+            not_writable: None,
+            last_bytes: None,
+            scan_all: options.scan_sealed,
+            trusted_summary: false,
+        }
+    }
 }
 
 impl Opener<'_> {
@@ -512,36 +608,35 @@ impl Opener<'_> {
             is_last: false,
             seq_durable_min: self.options.seq_durable_min,
         };
+        // What the segment before the last expected: it becomes the last after a torn roll.
+        let mut expect_prior = expect;
         let mut last_scanned: Option<Scanned> = None;
         for (index, (name_seq, name)) in names.iter().enumerate() {
             expect.is_last = index + 1 == names.len();
-            let scanned = if expect.is_last {
-                match self.open_last(&mut segments, name, *name_seq, expect)? {
-                    Some(scanned) => scanned,
-                    None => break, // a torn roll, removed: the previous segment is the last
-                }
-            } else {
-                let path = self.log_dir.join(name);
-                let io = |source| LogError::Io {
-                    path: path.clone(),
-                    source,
-                };
-                let file = self.vfs.open(&path, OpenMode::Read).map_err(io)?;
-                check_segment_len(name, *name_seq, file.len().map_err(io)?)?;
-                let bytes = file.read_all().map_err(io)?;
-                let scanned = recovery::scan_segment(name, *name_seq, &bytes, expect)?;
-                segments.push(segment_view(
-                    name,
-                    &scanned,
-                    Source::Sealed(Arc::new(bytes)),
-                ));
-                scanned
+            if !expect.is_last {
+                let view = self.open_sealed(name, *name_seq, expect)?;
+                expect_prior = expect;
+                expect.first_seq = view.seq_end();
+                expect.previous_hash = view.hash_last;
+                segments.push(view.view);
+                continue;
+            }
+            last_scanned = match self.open_last(&mut segments, name, *name_seq, expect)? {
+                Some(scanned) => Some(scanned),
+                // A torn roll, removed: the segment before is the last again, and takes appends.
+                None => match segments.pop() {
+                    Some(prior) => {
+                        let expect = Expect {
+                            is_last: true,
+                            ..expect_prior
+                        };
+                        self.open_last(&mut segments, &prior.name, prior.first_seq, expect)?
+                    }
+                    None => None,
+                },
             };
-            expect.first_seq = scanned.seq_last() + 1;
-            expect.previous_hash = scanned.hash_last();
-            last_scanned = Some(scanned);
         }
-        let (Some(scanned), Some(last)) = (last_scanned, segments.last_mut()) else {
+        let (Some(scanned), Some(last)) = (last_scanned, segments.last()) else {
             return Err(LogError::NotAStore {
                 path: self.log_dir.to_path_buf(),
                 reason: "the log's only segment has no valid header",
@@ -549,6 +644,54 @@ impl Opener<'_> {
         };
         let active = self.activate(last, &scanned)?;
         Ok((segments, active))
+    }
+
+    /// Opens a sealed segment: its length and header are checked (F-23, F-02..F-08); its
+    /// summary, when it agrees with them, is trusted without reading a record (F-71); else the
+    /// segment is scanned in full (F-30) and its summary rebuilt, and written unless the open
+    /// is read-only.
+    fn open_sealed(
+        &mut self,
+        name: &str,
+        name_seq: u64,
+        expect: Expect,
+    ) -> Result<SealedView, LogError> {
+        let path = self.log_dir.join(name);
+        let io = |source| LogError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = self.vfs.open(&path, OpenMode::Read).map_err(io)?;
+        let file_bytes = file.len().map_err(io)?;
+        check_segment_len(name, name_seq, file_bytes)?;
+        if !self.scan_all && file_bytes >= format::HEADER_BYTES as u64 {
+            let mut header_bytes = [0u8; format::HEADER_BYTES];
+            file.read_exact_at(&mut header_bytes, 0).map_err(io)?;
+            let header = recovery::check_header(name, name_seq, &header_bytes, expect)?;
+            if let Some(summary) = summary::read(self.vfs, self.log_dir, name_seq)
+                && summary.agrees_with(name_seq, &header, file_bytes)
+            {
+                self.trusted_summary = true;
+                return Ok(SealedView::new(name, summary));
+            }
+        }
+        let bytes = file.read_all().map_err(io)?;
+        let scanned = recovery::scan_segment(name, name_seq, &bytes, expect)?;
+        drop(bytes);
+        let summary = Summary::of_scanned(&scanned, file_bytes);
+        if !self.read_only() && !self.options.scan_sealed {
+            self.store_summary(&summary);
+        }
+        Ok(SealedView::new(name, summary))
+    }
+
+    /// Writes a rebuilt summary unless the one on disk already says the same. Best effort: a
+    /// summary is derived data, and one that could not be written is rebuilt by the next open.
+    fn store_summary(&self, summary: &Summary) {
+        if summary::read(self.vfs, self.log_dir, summary.first_seq).as_ref() == Some(summary) {
+            return;
+        }
+        let _ = summary::write(self.vfs, self.log_dir, summary);
     }
 
     /// Opens, scans and settles the last segment; `None` when it was a torn roll.
@@ -578,6 +721,11 @@ impl Opener<'_> {
             bytes = self.rewrite_torn_create(&*file, name, &path)?;
         }
         let scanned = recovery::scan_segment(name, name_seq, &bytes, expect)?;
+        if !self.read_only() {
+            // The active segment takes appends: a summary of it (a roll that a crash tore
+            // after the summary, F-72) would go stale.
+            summary::remove(self.vfs, self.log_dir, name_seq).map_err(io)?;
+        }
         if scanned.torn_bytes > 0 {
             self.cuts.push(Cut {
                 segment: name.to_string(),
@@ -691,29 +839,19 @@ impl Opener<'_> {
 
     /// Turns the last segment into the writer's active one: its unproven tail made durable
     /// (F-44), then preallocated (F-41).
-    fn activate(&mut self, last: &mut SegmentView, scanned: &Scanned) -> Result<Active, LogError> {
+    fn activate(&mut self, last: &SegmentView, scanned: &Scanned) -> Result<Active, LogError> {
         let path = self.log_dir.join(&last.name);
-        let io = |source| LogError::Io {
-            path: path.clone(),
-            source,
+        let Source::Active(file) = &last.source else {
+            unreachable!("the last segment is opened by open_last, for appends")
         };
-        let (file, bytes) = match &last.source {
-            Source::Active(file) => (file.clone(), self.last_bytes.take().unwrap_or_default()),
-            Source::Sealed(bytes) => {
-                // A torn roll made this sealed segment the last one again: drop its map before
-                // it can be written or truncated.
-                let bytes = bytes.to_vec();
-                let file = self.open_active(&path).map_err(io)?;
-                last.source = Source::Active(file.clone());
-                (file, bytes)
-            }
-        };
+        let file = file.clone();
+        let bytes = self.last_bytes.take().unwrap_or_default();
         let mut file_bytes = scanned.end_bytes;
         if !self.read_only() {
             self.sync_unproven_tail(&*file, last, &bytes, &path)?;
             file_bytes = self.preallocate(&*file, &path)?;
         }
-        let records = last.offsets.len() as u64;
+        let records = last.records;
         Ok(Active {
             file,
             header: scanned.header,
@@ -803,13 +941,36 @@ fn is_torn_header(bytes: &[u8]) -> bool {
     format::is_all_zero(bytes)
 }
 
+/// The active segment's view: every record's offset.
 fn segment_view(name: &str, scanned: &Scanned, source: Source) -> SegmentView {
     SegmentView {
         name: name.to_string(),
         version: scanned.header.version,
         first_seq: scanned.header.first_seq,
+        records: scanned.offsets.len() as u64,
         offsets: scanned.offsets.clone(),
+        stride: 1,
         end_bytes: scanned.end_bytes,
         source,
+    }
+}
+
+/// A sealed segment as open found it, and the hash its successor must chain to.
+struct SealedView {
+    view: SegmentView,
+    hash_last: Hash,
+}
+
+impl SealedView {
+    fn new(name: &str, summary: Summary) -> SealedView {
+        let hash_last = summary.hash_last;
+        SealedView {
+            view: SegmentView::sealed(name, summary),
+            hash_last,
+        }
+    }
+
+    fn seq_end(&self) -> u64 {
+        self.view.seq_end()
     }
 }

@@ -59,38 +59,7 @@ pub(crate) fn scan_segment(
         seq,
         kind,
     };
-    let header = match SegmentHeader::decode(bytes) {
-        Ok(header) => header,
-        Err(format::HeaderFault::Version(found)) => {
-            return Err(LogError::UnsupportedVersion {
-                segment: name.to_string(),
-                found,
-                expected: format::FORMAT_VERSION,
-            });
-        }
-        Err(fault) => return Err(corrupt(0, name_seq, CorruptionKind::BadHeader(fault))),
-    };
-    if header.first_seq != name_seq {
-        let kind = CorruptionKind::NameMismatch {
-            name_seq,
-            header_seq: header.first_seq,
-        };
-        return Err(corrupt(0, name_seq, kind));
-    }
-    if header.first_seq != expect.first_seq {
-        let kind = if header.first_seq > expect.first_seq && expect.first_seq > 1 {
-            CorruptionKind::MissingSegment {
-                expected_seq: expect.first_seq,
-                found_seq: header.first_seq,
-            }
-        } else {
-            CorruptionKind::SegmentOrder
-        };
-        return Err(corrupt(0, header.first_seq, kind));
-    }
-    if header.previous_hash != expect.previous_hash {
-        return Err(corrupt(0, header.first_seq, CorruptionKind::ChainBreak));
-    }
+    let header = check_header(name, name_seq, bytes, expect)?;
     let mut scanned = Scanned {
         header,
         offsets: Vec::new(),
@@ -103,6 +72,57 @@ pub(crate) fn scan_segment(
             .map_err(|kind| corrupt(damage.offset_bytes, scanned.seq_last() + 1, kind))
     })?;
     Ok(scanned)
+}
+
+/// Decodes a segment's header (F-02..F-06) and checks it against its place in the log
+/// (F-07, F-08): the first checks of a scan, and all that open reads of a sealed segment whose
+/// summary it trusts. `bytes` are the segment's first bytes (at least the header, if it has
+/// one).
+pub(crate) fn check_header(
+    name: &str,
+    name_seq: u64,
+    bytes: &[u8],
+    expect: Expect,
+) -> Result<SegmentHeader, LogError> {
+    let corrupt = |seq: u64, kind| LogError::Corrupt {
+        segment: name.to_string(),
+        offset_bytes: 0,
+        seq,
+        kind,
+    };
+    let header = match SegmentHeader::decode(bytes) {
+        Ok(header) => header,
+        Err(format::HeaderFault::Version(found)) => {
+            return Err(LogError::UnsupportedVersion {
+                segment: name.to_string(),
+                found,
+                expected: format::FORMAT_VERSION,
+            });
+        }
+        Err(fault) => return Err(corrupt(name_seq, CorruptionKind::BadHeader(fault))),
+    };
+    if header.first_seq != name_seq {
+        let kind = CorruptionKind::NameMismatch {
+            name_seq,
+            header_seq: header.first_seq,
+        };
+        return Err(corrupt(name_seq, kind));
+    }
+    if header.first_seq != expect.first_seq {
+        let kind = if header.first_seq > expect.first_seq && expect.first_seq > 1 {
+            CorruptionKind::MissingSegment {
+                expected_seq: expect.first_seq,
+                found_seq: header.first_seq,
+            }
+        } else {
+            CorruptionKind::SegmentOrder
+        };
+        return Err(corrupt(header.first_seq, kind));
+    }
+    if header.previous_hash != expect.previous_hash {
+        return Err(corrupt(header.first_seq, CorruptionKind::ChainBreak));
+    }
+    Ok(header)
 }
 
 /// The first place where the records stop making sense.

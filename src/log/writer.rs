@@ -15,6 +15,7 @@ use std::sync::{Arc, MutexGuard};
 
 use super::format::{self, BATCH_BYTES_MAX, BATCH_ENTRIES_MAX, BODY_BYTES_MAX, HEADER_BYTES};
 use super::format::{FormatVersion, RecordFixed, SegmentHeader};
+use super::summary::{self, SUMMARY_INDEX_STRIDE, Summary};
 use super::vfs::{self, OpenMode, VfsFile};
 use super::{Active, Appended, Head, Log, LogError, LogOptions, SegmentView, Source};
 
@@ -410,6 +411,7 @@ impl Log {
                 .iter()
                 .map(|offset| (at + u64::from(*offset)) as u32),
         );
+        active.records += prepared.appended.len() as u64;
         active.end_bytes = writer.end_bytes;
         view.head = head;
     }
@@ -434,7 +436,8 @@ impl Log {
 
     /// Seals the active segment and starts the next one (F-40): the new segment is made
     /// durable (header, preallocation, directory entry) before the old one is trimmed, so a
-    /// crash at any step leaves a log that recovery settles.
+    /// crash at any step leaves a log that recovery settles. Then the sealed segment's summary
+    /// is written (F-72): after every byte it describes is durable, so it never claims more.
     fn roll(&self, writer: &mut Writer) -> Result<(), LogError> {
         let first_seq = writer.head.seq + 1;
         let name = format::segment_name(first_seq);
@@ -452,22 +455,29 @@ impl Log {
             .and_then(|()| writer.file.set_len(writer.end_bytes))
             .and_then(|()| writer.file.sync_data());
         started.map_err(|source| writer.poison(source))?;
-        // The sealed segment is read through a map from now on; if mapping fails, plain reads
-        // serve it as well.
-        let sealed = match writer.file.read_all() {
-            Ok(bytes) => Source::Sealed(Arc::new(bytes)),
-            Err(_) => Source::Active(writer.file.clone()),
-        };
+        let summary = self
+            .view_read()
+            .segments
+            .last()
+            .map(|old| sealed_summary(writer, old));
+        if let Some(summary) = &summary {
+            // Best effort, and outside the view's lock (readers go on meanwhile): a summary is
+            // derived data, and one that is missing is rebuilt from its segment by the next
+            // open (F-71).
+            let _ = summary::write(&*self.vfs, &self.log_dir, summary);
+        }
         {
             let mut view = self.view_write();
-            if let Some(old) = view.segments.last_mut() {
-                old.source = sealed;
+            if let (Some(old), Some(summary)) = (view.segments.last_mut(), summary) {
+                *old = SegmentView::sealed(&old.name.clone(), summary);
             }
             view.segments.push(SegmentView {
                 name,
                 version: header.version,
                 first_seq,
+                records: 0,
                 offsets: Vec::new(),
+                stride: 1,
                 end_bytes: HEADER_BYTES as u64,
                 source: Source::Active(file.clone()),
             });
@@ -524,6 +534,28 @@ impl Log {
             return Err(clean_error(path, source));
         }
         Ok(file)
+    }
+}
+
+/// The summary of the active segment as a roll seals it: every batch bound for it written
+/// and durable, and the file trimmed to its last record.
+fn sealed_summary(writer: &Writer, active: &SegmentView) -> Summary {
+    debug_assert_eq!(active.stride, 1);
+    debug_assert_eq!(active.records, writer.records_in_segment);
+    Summary {
+        segment_version: writer.header.version,
+        first_seq: writer.header.first_seq,
+        records: writer.records_in_segment,
+        end_bytes: writer.end_bytes,
+        file_bytes: writer.end_bytes,
+        previous_hash: writer.header.previous_hash,
+        hash_last: writer.head.block_hash,
+        index: active
+            .offsets
+            .iter()
+            .step_by(SUMMARY_INDEX_STRIDE as usize)
+            .copied()
+            .collect(),
     }
 }
 
