@@ -1357,7 +1357,16 @@ impl Bench {
             ("balance", vec!["balance", "--ledger", "pos", "till:1:cash"]),
             (
                 "statement (1 account, 1 day)",
-                vec!["statement", "--ledger", "pos", "bank:main", "--from", &from, "--to", &to],
+                vec![
+                    "statement",
+                    "--ledger",
+                    "pos",
+                    "bank:main",
+                    "--from",
+                    &from,
+                    "--to",
+                    &to,
+                ],
             ),
             ("trial balance", vec!["trial-balance", "--ledger", "pos"]),
             ("verify", vec!["verify"]),

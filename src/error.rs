@@ -62,7 +62,7 @@ impl From<VerifyError> for Error {
             VerifyError::Log(error) => Error::Log(error),
             VerifyError::State(error) => Error::State(error),
             VerifyError::Replay(error) => Error::from(*error),
-            VerifyError::CopyState { .. } => Error::Verify(error),
+            VerifyError::StateFile { .. } => Error::Verify(error),
         }
     }
 }
@@ -211,7 +211,7 @@ fn verify_code(error: &VerifyError) -> &'static str {
         VerifyError::Log(error) => log_code(error),
         VerifyError::State(error) => state_code(error),
         VerifyError::Replay(error) => replay_code(error),
-        VerifyError::CopyState { .. } => "IO",
+        VerifyError::StateFile { .. } => "IO",
     }
 }
 
@@ -302,7 +302,7 @@ mod tests {
                 "storage error, nothing was written: /books: denied",
             ),
             (
-                VerifyError::CopyState {
+                VerifyError::StateFile {
                     path: path.join("state.redb"),
                     source: io(),
                 }

@@ -14,7 +14,7 @@ pub mod tables;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use redb::{Database, Durability, ReadTransaction, ReadableDatabase, WriteTransaction};
@@ -176,7 +176,7 @@ impl State {
 
     /// Opens a state file this process may only read: under a memory overlay, or, when it
     /// does not open, as an empty state in memory that the caller rebuilds from the log.
-    fn open_read_only(vfs: &dyn Vfs, path: &Path) -> Result<(State, StateOpened), StateError> {
+    pub fn open_read_only(vfs: &dyn Vfs, path: &Path) -> Result<(State, StateOpened), StateError> {
         let io =
             |error: std::io::Error| StateError::Database(format!("{}: {error}", path.display()));
         let file = vfs.open(path, OpenMode::Read).map_err(io)?;
@@ -265,6 +265,28 @@ impl State {
         let txn = state.begin_write(true)?;
         WriteTables::open(&txn)?.stamp_schema()?;
         state.commit(txn)?;
+        Ok(state)
+    }
+
+    /// An empty state on a file of its own in the system's temporary directory, removed from
+    /// the directory as soon as it is open (the file lives as long as the state, and nothing
+    /// is left behind by a crash): for a replay that is compared, not kept, in memory bounded
+    /// by redb's cache rather than by the size of the state. On a system that cannot remove an
+    /// open file (not Unix), the file stays, named `folio-scratch-*.redb`, for the temporary
+    /// directory's cleaner.
+    pub fn scratch() -> Result<State, StateError> {
+        static MADE: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir();
+        let name = format!(
+            "folio-scratch-{}-{}.redb",
+            std::process::id(),
+            MADE.fetch_add(1, Ordering::SeqCst)
+        );
+        let path = dir.join(name);
+        let vfs = crate::log::vfs::RealFs;
+        let state = State::create_at(&vfs, &dir, &path)?;
+        // Unlinked at once: the open file stays until the state closes it.
+        let _ = std::fs::remove_file(&path);
         Ok(state)
     }
 
@@ -493,6 +515,24 @@ mod tests {
         state
             .commit_held(volumes_txn(state, account, input))
             .unwrap()
+    }
+
+    #[test]
+    fn a_scratch_state_works_and_leaves_no_file_in_the_temporary_directory() {
+        let prefix = format!("folio-scratch-{}-", std::process::id());
+        let scratch_files = || {
+            std::fs::read_dir(std::env::temp_dir())
+                .unwrap()
+                .filter(|entry| {
+                    let name = entry.as_ref().unwrap().file_name();
+                    name.to_string_lossy().starts_with(&prefix)
+                })
+                .count()
+        };
+        let state = State::scratch().unwrap();
+        write_volumes(&state, "a", 7);
+        assert!(input_of(&state.volumes_snapshot().unwrap(), "a").is_some());
+        assert_eq!(scratch_files(), 0, "the scratch file is unlinked while open");
     }
 
     #[test]

@@ -19,13 +19,14 @@ pub struct StateDifference {
     pub detail: String,
 }
 
-/// Rebuilds, in memory, the state of entries `1..=seq_to`.
+/// Rebuilds the state of entries `1..=seq_to` into a scratch state (`State::scratch`: a
+/// temporary file, in memory bounded by redb's cache).
 pub fn replay_state(
     log: &LogReader,
     seq_to: u64,
     progress: &mut dyn FnMut(u64),
 ) -> Result<State, VerifyError> {
-    let state = State::in_memory()?;
+    let state = State::scratch()?;
     let mut applier = Applier::new(&state, log);
     replay::drive(log, 1, seq_to, &mut applier, progress)?;
     Ok(state)

@@ -27,9 +27,9 @@ pub enum VerifyError {
     /// holds a log or state error and more.
     #[error(transparent)]
     Replay(Box<ReplayError>),
-    /// Reading `state.redb`, or writing its copy in memory, failed (`IO`).
+    /// Looking for or opening `state.redb` to read it failed (`IO`).
     #[error("I/O error on {path}: {source}")]
-    CopyState {
+    StateFile {
         path: PathBuf,
         source: std::io::Error,
     },

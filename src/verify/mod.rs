@@ -20,8 +20,7 @@ pub use error::VerifyError;
 
 use crate::domain::entry::EntryBody;
 use crate::log::format::hex;
-use crate::log::sim::SimFs;
-use crate::log::vfs::{OpenMode, Vfs};
+use crate::log::vfs::Vfs;
 use crate::log::{CorruptionKind, Cut, Entry, Hash, Head, Log, LogError, LogOptions, LogReader};
 use crate::replay::{self, Applier, Replay, ReplayError};
 use crate::state::{ReadTables, STATE_FILE_NAME, State, StateError, StateOpened, StateReads};
@@ -142,7 +141,7 @@ pub fn verify_store(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<VerifyReport, VerifyError> {
     let _lock = lock_store(&*vfs, dir)?;
-    let (state, state_failure) = copy_state(&*vfs, dir)?;
+    let (state, state_failure) = open_state(&*vfs, dir)?;
     let watermark = match &state {
         Some(state) => state.read_tables()?.watermark()?,
         None => Default::default(),
@@ -188,12 +187,13 @@ fn failed_open(watermark: u64, failure: Failure) -> VerifyReport {
     }
 }
 
-/// Copies `state.redb` into a simulated disk and opens it there, so that redb's own recovery
-/// (after an unclean shutdown) happens on the copy, never on the store. A missing or
-/// unreadable file is a failure, not an error.
-fn copy_state(vfs: &dyn Vfs, dir: &Path) -> Result<(Option<State>, Option<Failure>), VerifyError> {
+/// Opens `state.redb` read-only, under a memory overlay (`State::open_read_only`), so that
+/// redb's own recovery (after an unclean shutdown) writes into memory, never into the store,
+/// and memory grows with what that recovery writes, not with the file. A missing or unreadable
+/// file is a failure, not an error.
+fn open_state(vfs: &dyn Vfs, dir: &Path) -> Result<(Option<State>, Option<Failure>), VerifyError> {
     let path = dir.join(STATE_FILE_NAME);
-    let io = |source: std::io::Error| VerifyError::CopyState {
+    let io = |source: std::io::Error| VerifyError::StateFile {
         path: path.clone(),
         source,
     };
@@ -201,21 +201,7 @@ fn copy_state(vfs: &dyn Vfs, dir: &Path) -> Result<(Option<State>, Option<Failur
         let failure = Failure::new("state_missing", None, "state.redb is missing".to_string());
         return Ok((None, Some(failure)));
     }
-    let file = vfs.open(&path, OpenMode::Read).map_err(io)?;
-    let mut bytes = vec![0u8; file.len().map_err(io)? as usize];
-    file.read_exact_at(&mut bytes, 0).map_err(io)?;
-    let copy = SimFs::new(0);
-    let copy_dir = Path::new("/verify");
-    let copy_io = |source: std::io::Error| VerifyError::CopyState {
-        path: copy_dir.to_path_buf(),
-        source,
-    };
-    copy.create_dir_all(copy_dir).map_err(copy_io)?;
-    let copied = copy
-        .open(&copy_dir.join(STATE_FILE_NAME), OpenMode::CreateNew)
-        .map_err(copy_io)?;
-    copied.write_all_at(&bytes, 0).map_err(copy_io)?;
-    match State::open(&copy, copy_dir, false) {
+    match State::open_read_only(vfs, &path) {
         Ok((state, StateOpened::Existing)) => Ok((Some(state), None)),
         Ok((_, opened)) => {
             let detail = format!("state.redb does not open: {opened:?}");
@@ -228,7 +214,7 @@ fn copy_state(vfs: &dyn Vfs, dir: &Path) -> Result<(Option<State>, Option<Failur
     }
 }
 
-/// Rebuilds entries up to the watermark into an in-memory state and decodes the rest.
+/// Rebuilds entries up to the watermark into a scratch state and decodes the rest.
 struct VerifySink<'a> {
     applier: Applier<'a>,
     watermark: u64,
@@ -313,7 +299,7 @@ fn check_everything(
             detail,
         )));
     }
-    let replayed = State::in_memory()?;
+    let replayed = State::scratch()?;
     let mut sink = VerifySink {
         applier: Applier::new(&replayed, log),
         watermark: watermark_seq,
