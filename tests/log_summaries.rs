@@ -12,19 +12,20 @@
 )]
 
 mod support {
+    pub mod counting_fs;
     pub mod workload;
 }
 
 use std::collections::BTreeMap;
-use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use folio::log::format::{self, segment_name};
 use folio::log::sim::SimFs;
 use folio::log::summary::{Summary, summary_name};
-use folio::log::vfs::{FileBytes, LockGuard, OpenMode, Vfs, VfsFile};
+use folio::log::vfs::{OpenMode, Vfs};
 use folio::log::{CorruptionKind, Log, LogError, LogOptions};
+use support::counting_fs::CountingFs;
 
 const STORE: &str = "/store";
 
@@ -115,103 +116,17 @@ fn all_bodies(log: &Log) -> Vec<Vec<u8>> {
     log.iter_from(1).map(|entry| entry.unwrap().body).collect()
 }
 
-/// A `Vfs` over the simulated disk that counts the bytes read from each file.
-#[derive(Debug, Clone)]
-struct CountingFs {
-    inner: SimFs,
-    read_bytes: Arc<Mutex<BTreeMap<PathBuf, u64>>>,
-}
-
-#[derive(Debug)]
-struct CountingFile {
-    inner: Arc<dyn VfsFile>,
-    path: PathBuf,
-    read_bytes: Arc<Mutex<BTreeMap<PathBuf, u64>>>,
-}
-
-impl CountingFile {
-    fn count(&self, bytes: u64) {
-        *self
-            .read_bytes
-            .lock()
-            .unwrap()
-            .entry(self.path.clone())
-            .or_default() += bytes;
-    }
-}
-
-impl VfsFile for CountingFile {
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        self.count(buf.len() as u64);
-        self.inner.read_exact_at(buf, offset)
-    }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.inner.write_all_at(buf, offset)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        self.inner.sync_data()
-    }
-    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
-        self.inner.set_len(len_bytes)
-    }
-    fn allocate(&self, len_bytes: u64) -> io::Result<()> {
-        self.inner.allocate(len_bytes)
-    }
-    fn read_all(&self) -> io::Result<FileBytes> {
-        let bytes = self.inner.read_all()?;
-        self.count(bytes.len() as u64);
-        Ok(bytes)
-    }
-}
-
-impl Vfs for CountingFs {
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        self.inner.create_dir_all(dir)
-    }
-    fn exists(&self, path: &Path) -> io::Result<bool> {
-        self.inner.exists(path)
-    }
-    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        self.inner.list(dir)
-    }
-    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn VfsFile>> {
-        Ok(Arc::new(CountingFile {
-            inner: self.inner.open(path, mode)?,
-            path: path.to_path_buf(),
-            read_bytes: self.read_bytes.clone(),
-        }))
-    }
-    fn remove(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        self.inner.sync_dir(dir)
-    }
-    fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
-        self.inner.lock(path)
-    }
-}
-
 #[test]
 fn open_reads_only_the_header_of_each_sealed_segment() {
     let fs = store(300, 10, 4096);
     let seqs = segment_seqs(&fs);
     assert!(seqs.len() >= 5, "{seqs:?}");
-    let counting = CountingFs {
-        inner: fs.clone(),
-        read_bytes: Arc::default(),
-    };
+    let counting = CountingFs::new(Arc::new(fs.clone()));
     for options in [options(4096), read_only(4096)] {
-        counting.read_bytes.lock().unwrap().clear();
+        counting.clear();
         let log = open(Arc::new(counting.clone()), options).unwrap();
         assert_eq!(log.head().seq, 300);
-        let read = counting.read_bytes.lock().unwrap().clone();
+        let read = counting.read_bytes();
         for seq in &seqs[..seqs.len() - 1] {
             let path = log_dir().join(segment_name(*seq));
             assert_eq!(

@@ -8,93 +8,26 @@
     reason = "a test fails on any error"
 )]
 
-use std::io;
+mod support {
+    pub mod counting_fs;
+}
+
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use folio::log::vfs::{FileBytes, LockGuard, OpenMode, RealFs, Vfs, VfsFile};
+use folio::log::vfs::RealFs;
 use folio::report::{StatementRequest, statement, trial_balance};
 use folio::{Ledger, LedgerOptions, PostRequest, Posting, Timestamp};
 use rust_decimal::Decimal;
+use support::counting_fs::CountingFs;
 
-/// The real file system, counting the bytes read from files under `log/`.
-#[derive(Debug, Default)]
-struct CountingFs {
-    log_bytes_read: Arc<AtomicU64>,
-}
-
-#[derive(Debug)]
-struct CountingFile {
-    inner: Arc<dyn VfsFile>,
-    /// Set for a file of the log: its reads are counted.
-    counter: Option<Arc<AtomicU64>>,
-}
-
-impl Vfs for CountingFs {
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        RealFs.create_dir_all(dir)
-    }
-    fn exists(&self, path: &Path) -> io::Result<bool> {
-        RealFs.exists(path)
-    }
-    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        RealFs.list(dir)
-    }
-    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn VfsFile>> {
-        let in_log = path.to_string_lossy().contains("/log/");
-        Ok(Arc::new(CountingFile {
-            inner: RealFs.open(path, mode)?,
-            counter: in_log.then(|| self.log_bytes_read.clone()),
-        }))
-    }
-    fn remove(&self, path: &Path) -> io::Result<()> {
-        RealFs.remove(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        RealFs.rename(from, to)
-    }
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        RealFs.sync_dir(dir)
-    }
-    fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
-        RealFs.lock(path)
-    }
-}
-
-impl CountingFile {
-    fn count(&self, bytes: usize) {
-        if let Some(counter) = &self.counter {
-            counter.fetch_add(bytes as u64, Ordering::SeqCst);
-        }
-    }
-}
-
-impl VfsFile for CountingFile {
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        self.count(buf.len());
-        self.inner.read_exact_at(buf, offset)
-    }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.inner.write_all_at(buf, offset)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        self.inner.sync_data()
-    }
-    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
-        self.inner.set_len(len_bytes)
-    }
-    fn allocate(&self, len_bytes: u64) -> io::Result<()> {
-        self.inner.allocate(len_bytes)
-    }
-    fn read_all(&self) -> io::Result<FileBytes> {
-        let bytes = self.inner.read_all()?;
-        self.count(bytes.len());
-        Ok(bytes)
-    }
+/// The bytes read from the log's files since the last `clear`.
+fn log_bytes_read(fs: &CountingFs) -> u64 {
+    fs.read_bytes()
+        .iter()
+        .filter(|(path, _)| path.to_string_lossy().contains("/log/"))
+        .map(|(_, bytes)| bytes)
+        .sum()
 }
 
 const LEDGER: &str = "shop";
@@ -106,8 +39,8 @@ fn at(text: &str) -> Timestamp {
 
 /// A store of 600 sales to customers' accounts and three movements of `till:1`, one of them
 /// back-dated and one re-tagged later; and the bytes its log holds.
-fn books(fs: &Arc<CountingFs>, dir: &Path) -> (Ledger, u64) {
-    let ledger = Ledger::create_with(fs.clone(), dir, LedgerOptions::default()).unwrap();
+fn books(fs: &CountingFs, dir: &Path) -> (Ledger, u64) {
+    let ledger = Ledger::create_with(Arc::new(fs.clone()), dir, LedgerOptions::default()).unwrap();
     let sales: Vec<PostRequest> = (0..600)
         .map(|n| {
             let posting = Posting::new("world", &format!("users:{n}"), "1.00", ASSET).unwrap();
@@ -140,9 +73,9 @@ fn books(fs: &Arc<CountingFs>, dir: &Path) -> (Ledger, u64) {
 #[test]
 fn a_statement_reads_the_accounts_own_entries_and_not_the_whole_log() {
     let dir = tempfile::tempdir().unwrap();
-    let fs = Arc::new(CountingFs::default());
+    let fs = CountingFs::new(Arc::new(RealFs));
     let (ledger, log_bytes) = books(&fs, &dir.path().join("store"));
-    fs.log_bytes_read.store(0, Ordering::SeqCst);
+    fs.clear();
     let request = StatementRequest {
         ledger: LEDGER.into(),
         account: "till:1".into(),
@@ -151,7 +84,7 @@ fn a_statement_reads_the_accounts_own_entries_and_not_the_whole_log() {
         asset: None,
     };
     let statement = statement(&ledger, &request).unwrap();
-    let read = fs.log_bytes_read.load(Ordering::SeqCst);
+    let read = log_bytes_read(&fs);
     assert!(
         read * 20 < log_bytes,
         "the statement read {read} bytes of a {log_bytes}-byte log"
@@ -171,11 +104,11 @@ fn a_statement_reads_the_accounts_own_entries_and_not_the_whole_log() {
 #[test]
 fn a_trial_balance_as_of_now_reads_the_state_and_no_entry() {
     let dir = tempfile::tempdir().unwrap();
-    let fs = Arc::new(CountingFs::default());
+    let fs = CountingFs::new(Arc::new(RealFs));
     let (ledger, _) = books(&fs, &dir.path().join("store"));
-    fs.log_bytes_read.store(0, Ordering::SeqCst);
+    fs.clear();
     let trial = trial_balance(&ledger, LEDGER, None, "").unwrap();
-    assert_eq!(fs.log_bytes_read.load(Ordering::SeqCst), 0);
+    assert_eq!(log_bytes_read(&fs), 0);
     assert_eq!(trial.accounts.len(), 602, "600 customers, till:1 and world");
     assert_eq!(trial.accounts["till:1"][ASSET], Decimal::new(1400, 2));
     assert!(trial.totals.values().all(|total| total.is_zero()));

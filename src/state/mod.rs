@@ -532,7 +532,11 @@ mod tests {
         let state = State::scratch().unwrap();
         write_volumes(&state, "a", 7);
         assert!(input_of(&state.volumes_snapshot().unwrap(), "a").is_some());
-        assert_eq!(scratch_files(), 0, "the scratch file is unlinked while open");
+        assert_eq!(
+            scratch_files(),
+            0,
+            "the scratch file is unlinked while open"
+        );
     }
 
     #[test]
