@@ -420,31 +420,30 @@ impl Inner {
             Err(panic) => panic,
         };
         committer.forget();
+        self.after_panic(&slots, "committing", &*panic);
+        None
+    }
+
+    /// After a panic in a group: the log's writes are poisoned (no group waits for a batch
+    /// that may never be written), the ledger poisoned and its state fenced, and each of the
+    /// group's operations without a result gets `OutcomeUnknown`.
+    fn after_panic(&self, slots: &[Slot], doing: &str, panic: &(dyn std::any::Any + Send)) {
         self.log.poison_writes();
         self.poison_fenced();
         let error = LedgerError::OutcomeUnknown {
-            detail: format!("a panic while committing a group: {}", panic_text(&*panic)),
+            detail: format!("a panic while {doing} a group: {}", panic_text(panic)),
         };
         for slot in slots.iter().filter(|slot| !is_filled(slot)) {
             fill(slot, Err(error.clone().into()));
         }
-        None
     }
 
     /// Lands a group, turning a panic into a poisoned, fenced ledger and an `OutcomeUnknown`
     /// for each operation without a result.
     fn land_guarded(&self, flight: Flight) {
         let slots: Vec<Slot> = flight.group.iter().map(|p| p.slot.clone()).collect();
-        let Err(panic) = catch_unwind(AssertUnwindSafe(|| self.land(flight))) else {
-            return;
-        };
-        self.log.poison_writes();
-        self.poison_fenced();
-        let error = LedgerError::OutcomeUnknown {
-            detail: format!("a panic while landing a group: {}", panic_text(&*panic)),
-        };
-        for slot in slots.iter().filter(|slot| !is_filled(slot)) {
-            fill(slot, Err(error.clone().into()));
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| self.land(flight))) {
+            self.after_panic(&slots, "landing", &*panic);
         }
     }
 

@@ -130,12 +130,7 @@ pub fn rebuild_state(
     dir: &Path,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<u64, ReplayError> {
-    let _lock = lock_store(&*vfs, dir)?;
-    let options = LogOptions {
-        read_only: true,
-        ..Default::default()
-    };
-    let log = Log::open(vfs.clone(), dir, options)?;
+    let (_lock, log) = lock_and_read(&vfs, dir)?;
     let head = log.head().seq;
     let building = dir.join(REBUILD_FILE_NAME);
     let io = |source: std::io::Error| ReplayError::Io {
@@ -153,6 +148,20 @@ pub fn rebuild_state(
         .map_err(io)?;
     vfs.sync_dir(dir).map_err(io)?;
     Ok(applied)
+}
+
+/// Takes the store's lock and opens its log read-only (a torn tail is left for the next
+/// read-write open to cut): what the whole-store functions read.
+fn lock_and_read(
+    vfs: &Arc<dyn Vfs>,
+    dir: &Path,
+) -> Result<(Box<dyn crate::log::vfs::LockGuard>, Log), ReplayError> {
+    let lock = lock_store(&**vfs, dir)?;
+    let options = LogOptions {
+        read_only: true,
+        ..Default::default()
+    };
+    Ok((lock, Log::open(vfs.clone(), dir, options)?))
 }
 
 /// Name of the state file while `rebuild_state` builds it.
@@ -173,12 +182,7 @@ pub fn replay_into(
     out: &Path,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<u64, ReplayError> {
-    let _lock = lock_store(&*vfs, dir)?;
-    let options = LogOptions {
-        read_only: true,
-        ..Default::default()
-    };
-    let log = Log::open(vfs.clone(), dir, options)?;
+    let (_lock, log) = lock_and_read(&vfs, dir)?;
     let head = log.head().seq;
     let seq_to = seq_to.unwrap_or(head);
     if seq_to == 0 || seq_to > head {
