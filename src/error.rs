@@ -148,6 +148,7 @@ fn ledger_code(error: &LedgerError) -> &'static str {
         LedgerError::AckBackwards { .. } => "ACK_BACKWARDS",
         LedgerError::SkipNotNext { .. } => "SKIP_NOT_NEXT",
         LedgerError::Closed => "CLOSED",
+        LedgerError::OpenForReading => "READ_ONLY",
         LedgerError::Poisoned => "POISONED",
         LedgerError::StateBehind => "STATE_BEHIND",
         LedgerError::StoreExists { .. } => "STORE_EXISTS",
@@ -188,7 +189,7 @@ fn state_code(error: &StateError) -> &'static str {
 fn store_code(error: &StoreError) -> &'static str {
     match error {
         StoreError::NotAStore { .. } => "NOT_A_STORE",
-        StoreError::InUse { .. } => "STORE_IN_USE",
+        StoreError::InUse { .. } | StoreError::Busy { .. } => "STORE_IN_USE",
         StoreError::Lock { .. } => "STORAGE",
     }
 }

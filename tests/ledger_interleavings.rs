@@ -162,6 +162,9 @@ impl Vfs for GatedFs {
     fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
         RealFs.lock(path)
     }
+    fn lock_shared(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
+        RealFs.lock_shared(path)
+    }
 }
 
 impl VfsFile for GatedFile {
@@ -555,4 +558,38 @@ fn a_failed_state_commit_of_the_first_group_never_hides_the_group_from_reads() {
         state_failures > 0,
         "no sync failed a state commit after the log's"
     );
+}
+
+/// A group is written to the log and held inside its fsync: a reader that opens now finds the
+/// batch's bytes in the segment but reads no further than the durable head the writer
+/// published, so it never shows an entry a power cut could still take back. Once the fsync
+/// returns, a new reader sees it.
+#[test]
+fn a_reader_never_reads_a_batch_written_but_not_yet_durable() {
+    let gate = Gate::new("/log/");
+    let options = LedgerOptions {
+        checkpoint_interval: Duration::from_secs(3_600),
+        ..LedgerOptions::default()
+    };
+    let (dir, ledger) = gated_store(&gate, options);
+    let store = dir.path().join("store");
+    ledger.post(sale("r1", "1.00")).unwrap();
+    let durable = ledger.head();
+    gate.arm();
+    let writer = ledger.clone();
+    let held = std::thread::spawn(move || writer.post(sale("r2", "2.00")));
+    assert!(gate.wait_holding(), "the second post never synced the log");
+    let reader = Ledger::open_reader(&store).unwrap();
+    assert_eq!(
+        reader.head(),
+        durable,
+        "a reader read past the durable head"
+    );
+    assert_eq!(till(&reader).unwrap(), Decimal::new(100, 2));
+    assert!(reader.log().read(durable.seq + 1).is_err());
+    gate.release();
+    let receipt = held.join().unwrap().unwrap();
+    let later = Ledger::open_reader(&store).unwrap();
+    assert_eq!(later.head().seq, receipt.id);
+    assert_eq!(till(&later).unwrap(), Decimal::new(300, 2));
 }

@@ -325,7 +325,9 @@ fn a_version_2_store_opens_appends_in_a_version_3_segment_verifies_and_skips() {
         std::fs::copy(file.path(), store.join("log").join(file.file_name())).unwrap();
     }
     let store = store.to_str().unwrap().to_string();
-    // The first open builds the state from the log (the vector has none) and appends nothing.
+    // A writer builds the state from the log (the vector has none) and appends nothing.
+    let (code, _, stderr) = run(&["replay", "--store", &store]);
+    assert_eq!(code, 0, "{stderr}");
     let (code, _, stderr) = run(&["head", "--store", &store]);
     assert_eq!(code, 0, "{stderr}");
     let (code, stdout, stderr) = run(&["verify", "--store", &store]);

@@ -14,7 +14,16 @@ use crate::{Committed, Ledger, LedgerError, Receipt, RevertRequest};
 /// Opens a store for a command, telling stderr when its state had to be rebuilt from the log
 /// (missing, damaged, or of another schema: the first open after an upgrade takes longer).
 pub(super) fn open(store: &Path) -> Result<Ledger, CliError> {
-    let ledger = Ledger::open(store)?;
+    noted(Ledger::open(store)?)
+}
+
+/// Opens a store for a command that only reads it: beside a writer that may hold it, and
+/// without writing anything (`Ledger::open_reader`).
+pub(super) fn open_reader(store: &Path) -> Result<Ledger, CliError> {
+    noted(Ledger::open_reader(store)?)
+}
+
+fn noted(ledger: Ledger) -> Result<Ledger, CliError> {
     if let crate::state::StateOpened::Rebuilt { reason } = &ledger.open_report().state {
         let entries = ledger.open_report().entries_caught_up;
         note(format_args!(
@@ -103,7 +112,7 @@ pub(super) fn balance(
     account: &str,
     json: bool,
 ) -> Result<u8, CliError> {
-    let ledger = open(store)?;
+    let ledger = open_reader(store)?;
     let balances = ledger.balance(ledger_name, account)?;
     ledger.close()?;
     if json {
@@ -126,7 +135,7 @@ pub(super) fn balances(
     prefix: &str,
     json: bool,
 ) -> Result<u8, CliError> {
-    let ledger = open(store)?;
+    let ledger = open_reader(store)?;
     let accounts = ledger.balances(ledger_name, prefix)?;
     ledger.close()?;
     if json {
@@ -165,7 +174,7 @@ pub(super) fn tx(
     reference: Option<String>,
     json: bool,
 ) -> Result<u8, CliError> {
-    let ledger = open(store)?;
+    let ledger = open_reader(store)?;
     let found = match (id, &reference) {
         (_, Some(reference)) => ledger.transaction_by_reference(ledger_name, reference)?,
         (Some(id), None) => ledger.transaction(ledger_name, id)?,
@@ -196,7 +205,7 @@ pub(super) fn history(
     after: Option<u64>,
     json: bool,
 ) -> Result<u8, CliError> {
-    let ledger = open(store)?;
+    let ledger = open_reader(store)?;
     let page = ledger.history(ledger_name, account, limit, after)?;
     ledger.close()?;
     if json {
@@ -237,7 +246,10 @@ pub(super) fn account(
     action: AccountAction,
     json: bool,
 ) -> Result<u8, CliError> {
-    let ledger = open(store)?;
+    let ledger = match action {
+        AccountAction::Show => open_reader(store)?,
+        _ => open(store)?,
+    };
     let committed: Result<Committed, crate::Error> = match action {
         AccountAction::Show => {
             let view = ledger.account(ledger_name, account)?;
@@ -320,7 +332,7 @@ fn show_account(
 }
 
 pub(super) fn head(store: &Path, json: bool) -> Result<u8, CliError> {
-    let ledger = open(store)?;
+    let ledger = open_reader(store)?;
     let head = ledger.head();
     ledger.close()?;
     if json {
@@ -332,7 +344,7 @@ pub(super) fn head(store: &Path, json: bool) -> Result<u8, CliError> {
 }
 
 pub(super) fn stats(store: &Path, json: bool) -> Result<u8, CliError> {
-    let ledger = open(store)?;
+    let ledger = open_reader(store)?;
     let stats = ledger.stats()?;
     ledger.close()?;
     if json {

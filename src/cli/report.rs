@@ -113,7 +113,7 @@ pub(super) fn statement(store: &Path, args: StatementArgs, json: bool) -> Result
         to: reports::parse_time("to", &args.to)?,
         asset: args.asset,
     };
-    let ledger = Ledger::open(store)?;
+    let ledger = Ledger::open_reader(store)?;
     let statement = reports::statement(&ledger, &request);
     ledger.close()?;
     written(render::write_statement(
@@ -133,7 +133,7 @@ pub(super) fn trial_balance(
         Some(text) => Some(reports::parse_time("at", text)?),
         None => None,
     };
-    let ledger = Ledger::open(store)?;
+    let ledger = Ledger::open_reader(store)?;
     let trial = reports::trial_balance(&ledger, &args.ledger, at, &args.prefix);
     ledger.close()?;
     written(render::write_trial_balance(

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::number;
 use super::output::{CliError, note, outln, print_json, print_table};
-use super::query::open;
+use super::query::open_reader;
 use crate::Ledger;
 use crate::log::vfs::RealFs;
 use crate::log::{TailFingerprint, tail_fingerprint};
@@ -81,7 +81,7 @@ pub(super) struct SyncArgs {
 }
 
 pub(super) fn consumers(store: &Path, json: bool) -> Result<u8, CliError> {
-    let ledger = open(store)?;
+    let ledger = open_reader(store)?;
     let consumers = ledger.consumers()?;
     let head = ledger.head().seq;
     ledger.close()?;

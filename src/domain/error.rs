@@ -123,6 +123,10 @@ pub enum LedgerError {
     /// The handle was closed.
     #[error("the ledger handle is closed")]
     Closed,
+    /// The handle was opened for reading (`Ledger::open_reader`): it never writes
+    /// (`READ_ONLY`).
+    #[error("the store is open for reading only: open it with Ledger::open to write")]
+    OpenForReading,
     /// An earlier write failed with an unknown outcome; reopen the store.
     #[error(
         "the ledger refuses writes after an earlier failure with an unknown outcome; reopen it"

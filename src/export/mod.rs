@@ -15,7 +15,7 @@ use crate::Error;
 use crate::domain::LedgerError;
 use crate::domain::entry::{EntryBody, TransactionEntry};
 use crate::log::vfs::Vfs;
-use crate::log::{Entry, Log, LogError, LogOptions, LogReader};
+use crate::log::{Entry, Log, LogError, LogReader};
 use crate::replay::ReplayError;
 use crate::replay::{self, Replay};
 
@@ -245,8 +245,8 @@ pub fn export_log<W: Write>(
     }
 }
 
-/// Exports a store in `dir` without changing it: takes the store's lock (so a store open
-/// elsewhere is `STORE_IN_USE`, as for every command), opens the log read-only, and writes
+/// Exports a store in `dir` without changing it, beside a writer that may hold it: holds it as
+/// a reader (`docs/ledger.md` section 12.1), opens the log for reading (up to the durable head the writer published, `Log::open_reader`) and writes
 /// the events of the entries after `seq_since` to `out`.
 pub fn export_store<W: Write>(
     vfs: Arc<dyn Vfs>,
@@ -255,11 +255,8 @@ pub fn export_store<W: Write>(
     out: W,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ExportSummary, ExportError> {
-    let _lock = crate::store::lock_store(&*vfs, dir).map_err(Error::from)?;
-    let options = LogOptions {
-        read_only: true,
-        ..LogOptions::default()
-    };
-    let log = Log::open(vfs, dir, options).map_err(Error::from)?;
+    let wait = crate::store::READERS_WAIT_DEFAULT;
+    let _pin = crate::store::pin_for_reading(&*vfs, dir, wait).map_err(Error::from)?;
+    let log = Log::open_reader(vfs, dir, 0).map_err(Error::from)?;
     export_log(&log, seq_since, out, progress)
 }

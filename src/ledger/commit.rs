@@ -364,7 +364,9 @@ impl Inner {
     }
 
     fn refusal(&self) -> Option<LedgerError> {
-        if self.closed.load(Ordering::SeqCst) {
+        if self.reader {
+            Some(LedgerError::OpenForReading)
+        } else if self.closed.load(Ordering::SeqCst) {
             Some(LedgerError::Closed)
         } else if self.poisoned.load(Ordering::SeqCst) {
             Some(LedgerError::Poisoned)
@@ -454,13 +456,23 @@ impl Inner {
             fail_all(&group, &refusal);
             return None;
         }
-        let checkpoint = committer.groups_since_checkpoint + 1 >= self.options.checkpoint_groups
+        let due = committer.groups_since_checkpoint + 1 >= self.options.checkpoint_groups
             || committer.last_checkpoint.elapsed() >= self.options.checkpoint_interval;
+        // A checkpoint rewrites the state that readers read (`docs/ledger.md`, "Readers beside
+        // a writer"): put off, to the next group, while any reader holds the store.
+        let readers_out = if due {
+            crate::store::try_exclude_readers(&*self.vfs, &self.dir)
+        } else {
+            None
+        };
+        let checkpoint = readers_out.is_some();
         let durable_seq = self.log.head().seq;
         committer
             .in_flight
             .retain(|(first_seq, bodies)| first_seq + bodies.len() as u64 - 1 > durable_seq);
-        let flight = self.prepare_group_inner(committer, group, checkpoint)?;
+        let flight = self.prepare_group_inner(committer, group, checkpoint);
+        drop(readers_out);
+        let flight = flight?;
         match &flight.landing {
             Landing::Done { appended } if checkpoint && !appended.is_empty() => {
                 committer.groups_since_checkpoint = 0;

@@ -51,6 +51,10 @@ pub struct LedgerOptions {
     pub group_ops_max: usize,
     /// The clock for `inserted_at` and default timestamps.
     pub clock: Clock,
+    /// How long an open waits on the other side of the readers' lock (`docs/ledger.md`,
+    /// "Readers beside a writer") before failing with `STORE_IN_USE`: a writer's open for
+    /// readers that are reading, a reader's open for a writer making its state durable.
+    pub readers_wait: Duration,
 }
 
 impl Default for LedgerOptions {
@@ -61,6 +65,7 @@ impl Default for LedgerOptions {
             checkpoint_interval: Duration::from_secs(1),
             group_ops_max: 4096,
             clock: Arc::new(|| Timestamp::now().0),
+            readers_wait: crate::store::READERS_WAIT_DEFAULT,
         }
     }
 }
@@ -72,6 +77,7 @@ impl std::fmt::Debug for LedgerOptions {
             .field("checkpoint_groups", &self.checkpoint_groups)
             .field("checkpoint_interval", &self.checkpoint_interval)
             .field("group_ops_max", &self.group_ops_max)
+            .field("readers_wait", &self.readers_wait)
             .finish_non_exhaustive()
     }
 }
@@ -114,9 +120,12 @@ struct Inner {
     /// The log's writer thread; declared first, so that it has stopped (and let go of the
     /// log) before anything else of the ledger is dropped.
     syncer: syncer::Syncer,
+    vfs: Arc<dyn Vfs>,
     dir: PathBuf,
     log: Arc<Log>,
     state: State,
+    /// Opened with [`Ledger::open_reader`]: every write is refused, nothing is written.
+    reader: bool,
     options: LedgerOptions,
     store_id: [u8; 16],
     open_report: OpenReport,
@@ -128,7 +137,20 @@ struct Inner {
     state_behind: AtomicBool,
     committer: Mutex<Committer>,
     queue: Mutex<commit::Queue>,
-    _lock: Box<dyn LockGuard>,
+    /// `LOCK` for a writer; `READERS`, shared, for a reader (`None` when the store has no
+    /// readers' lock file and this process may not make one).
+    _lock: Option<Box<dyn LockGuard>>,
+}
+
+impl Drop for Inner {
+    /// redb's own close writes the state file again (its header, its allocator state), and a
+    /// reader may be reading it by now: nothing more is written to it. The log past the last
+    /// checkpoint is applied again by the next open.
+    fn drop(&mut self) {
+        if !self.reader {
+            self.state.fence();
+        }
+    }
 }
 
 impl std::fmt::Debug for Inner {
@@ -173,9 +195,11 @@ impl Ledger {
             vfs.create_dir_all(dir).map_err(io)?;
         }
         let lock = take_lock(&*vfs, dir)?;
+        let readers_out = crate::store::exclude_readers(&*vfs, dir, options.readers_wait)?;
         Log::create(vfs.clone(), dir, log_options(&options, 0))?;
         let (state, _) = State::open(&*vfs, dir, true)?;
         drop(state);
+        drop(readers_out);
         // The lock is handed on, never released and retaken: a child process forked by
         // another thread holds a copy of the descriptor until it execs, and a retake in that
         // window would fail with STORE_IN_USE.
@@ -196,28 +220,20 @@ impl Ledger {
         Ledger::open_locked(vfs, dir, options, lock)
     }
 
-    /// `open_with` once the store's lock is held.
+    /// `open_with` once the store's lock is held: readers are waited for and kept out while
+    /// the open may rewrite the state file (a rebuild, redb's recovery, the catch-up).
     fn open_locked(
         vfs: Arc<dyn Vfs>,
         dir: &Path,
         options: LedgerOptions,
         lock: Box<dyn LockGuard>,
     ) -> Result<Ledger, Error> {
+        let readers_out = crate::store::exclude_readers(&*vfs, dir, options.readers_wait)?;
         let (state, state_opened) = State::open(&*vfs, dir, false)?;
         let watermark = state.read_tables()?.watermark()?;
         let log = Log::open(vfs.clone(), dir, log_options(&options, watermark.seq))?;
-        let head = log.head();
-        if head.seq < watermark.seq {
-            return Err(LedgerError::LogBehindState {
-                log_head: head.seq,
-                watermark: watermark.seq,
-            }
-            .into());
-        }
-        if watermark.seq > 0 && log.read(watermark.seq)?.block_hash != watermark.block_hash {
-            return Err(LedgerError::StateLogMismatch { seq: watermark.seq }.into());
-        }
-        if head.seq == 0 {
+        check_log_against_state(&log, watermark)?;
+        if log.head().seq == 0 {
             // A create that stopped before its first entry: finish it.
             let created = StoreCreated {
                 store_id: new_store_id(),
@@ -230,6 +246,81 @@ impl Ledger {
             })?;
             log.append(&[body])?;
         }
+        let opened = Opened {
+            log,
+            state,
+            state_opened,
+            watermark,
+        };
+        let ledger = Ledger::serve(vfs, dir, options, opened, Some(lock), false)?;
+        drop(readers_out);
+        Ok(ledger)
+    }
+
+    /// Opens the store in `dir` on the real disk for reading, beside a writer that may hold it
+    /// in another process or this one (`docs/ledger.md`, "Readers beside a writer"). The handle
+    /// sees a consistent prefix of the books: the log up to the durable head the writer had
+    /// published when it opened, and the state equal to that prefix (the state's last
+    /// checkpoint, with the entries after it applied in memory). It never writes the store:
+    /// writes fail with `OpenForReading` (`READ_ONLY`), a torn tail is neither cut nor
+    /// applied, and a state that would need rebuilding is rebuilt in memory.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let store = dir.path().join("store");
+    /// let writer = folio::Ledger::create(&store)?;
+    /// let reader = folio::Ledger::open_reader(&store)?;
+    /// assert_eq!(reader.head(), writer.head());
+    /// // A second writer is still refused.
+    /// assert_eq!(folio::Ledger::open(&store).unwrap_err().code(), "STORE_IN_USE");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_reader(dir: impl AsRef<Path>) -> Result<Ledger, Error> {
+        Ledger::open_reader_with(Arc::new(RealFs), dir.as_ref(), LedgerOptions::default())
+    }
+
+    /// [`Ledger::open_reader`] on a given file system.
+    pub fn open_reader_with(
+        vfs: Arc<dyn Vfs>,
+        dir: &Path,
+        options: LedgerOptions,
+    ) -> Result<Ledger, Error> {
+        options.check()?;
+        check_dir(dir)?;
+        let pin = crate::store::pin_for_reading(&*vfs, dir, options.readers_wait)?;
+        let (state, state_opened) = State::open_for_reader(&*vfs, dir)?;
+        let watermark = state.read_tables()?.watermark()?;
+        // Past the durable head the writer published, the active segment may hold a batch
+        // written but not yet durable.
+        let log = Log::open_reader(vfs.clone(), dir, watermark.seq)?;
+        check_log_against_state(&log, watermark)?;
+        if log.head().seq == 0 {
+            return Err(LedgerError::NotAStore.into());
+        }
+        let opened = Opened {
+            log,
+            state,
+            state_opened,
+            watermark,
+        };
+        Ledger::serve(vfs, dir, options, opened, pin, true)
+    }
+
+    /// Applies the log past the state's watermark and makes the handle.
+    fn serve(
+        vfs: Arc<dyn Vfs>,
+        dir: &Path,
+        options: LedgerOptions,
+        opened: Opened,
+        lock: Option<Box<dyn LockGuard>>,
+        reader: bool,
+    ) -> Result<Ledger, Error> {
+        let Opened {
+            log,
+            state,
+            state_opened,
+            watermark,
+        } = opened;
         let mut applier = Applier::new(&state, &*log);
         let caught_up = replay::drive(
             &log,
@@ -248,9 +339,11 @@ impl Ledger {
         Ok(Ledger {
             inner: Arc::new(Inner {
                 syncer: syncer::Syncer::start(log.clone()),
+                vfs,
                 dir: dir.to_path_buf(),
                 log,
                 state,
+                reader,
                 committer: Mutex::new(Committer::new(Instant::now())),
                 queue: Mutex::new(commit::Queue::default()),
                 options,
@@ -317,10 +410,21 @@ impl Ledger {
         }
         // ...and every group prepared is landed first: a checkpoint makes the state durable,
         // which it may only be up to entries that are.
+        if self.inner.reader {
+            return Ok(());
+        }
         let settled = self.inner.log.settle();
         if settled.is_ok() && !self.inner.poisoned.load(Ordering::SeqCst) {
-            self.inner.state.checkpoint()?;
+            // Put off while readers read the last checkpoint: the next open applies the log
+            // past it again.
+            let inner = &self.inner;
+            if let Some(_readers_out) = crate::store::try_exclude_readers(&*inner.vfs, &inner.dir) {
+                inner.state.checkpoint()?;
+            }
         }
+        // From here on a reader may read the state file: nothing more is written to it (redb's
+        // own close would write its header again).
+        self.inner.state.fence();
         self.inner.log.close()?;
         Ok(())
     }
@@ -381,7 +485,32 @@ fn log_options(options: &LedgerOptions, seq_durable_min: u64) -> LogOptions {
         seq_durable_min,
         read_only: false,
         scan_sealed: false,
+        seq_limit: None,
     }
+}
+
+/// A store just opened, before the log past the state's watermark is applied.
+struct Opened {
+    log: Log,
+    state: State,
+    state_opened: StateOpened,
+    watermark: crate::state::Watermark,
+}
+
+/// The state may not be ahead of the log, nor on another chain (its watermark's hash).
+fn check_log_against_state(log: &Log, watermark: crate::state::Watermark) -> Result<(), Error> {
+    let head = log.head();
+    if head.seq < watermark.seq {
+        return Err(LedgerError::LogBehindState {
+            log_head: head.seq,
+            watermark: watermark.seq,
+        }
+        .into());
+    }
+    if watermark.seq > 0 && log.read(watermark.seq)?.block_hash != watermark.block_hash {
+        return Err(LedgerError::StateLogMismatch { seq: watermark.seq }.into());
+    }
+    Ok(())
 }
 
 fn new_store_id() -> [u8; 16] {

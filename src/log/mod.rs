@@ -12,6 +12,7 @@
 //! may not write the log gets a read-only one. Checking every sealed record is verify's job
 //! (`LogOptions::scan_sealed`, [`LogReader::check_sealed`]).
 
+pub mod durable;
 pub mod format;
 pub mod sim;
 pub mod summary;
@@ -56,6 +57,10 @@ pub struct LogOptions {
     /// version 3 build did, instead of trusting its summary (F-71): verify's open. Summaries
     /// are then not read.
     pub scan_sealed: bool,
+    /// Read no entry past this seq: a reader beside a live writer passes the durable head the
+    /// writer published (F-81). The log then ends there, segments past it are not listed, and
+    /// whatever follows it in its segment (a batch being written) is neither read nor cut.
+    pub seq_limit: Option<u64>,
 }
 
 impl Default for LogOptions {
@@ -65,6 +70,7 @@ impl Default for LogOptions {
             seq_durable_min: 0,
             read_only: false,
             scan_sealed: false,
+            seq_limit: None,
         }
     }
 }
@@ -287,6 +293,11 @@ impl Log {
         check_options(&options)?;
         let log_dir = store_dir.join(LOG_DIR_NAME);
         let mut names = list_segments(&*vfs, store_dir, &log_dir)?;
+        if let Some(limit) = options.seq_limit {
+            // A segment whose first seq is past the limit holds nothing a reader may read (a
+            // roll made it after the durable head it was given); the first is always kept.
+            names.retain(|(first_seq, _)| *first_seq <= limit.max(1));
+        }
         let mut cuts = Vec::new();
         if names.is_empty() {
             // A create that stopped after making `log/` but before its first segment became
@@ -332,7 +343,12 @@ impl Log {
             seq: last.seq_end() - 1,
             block_hash: active.hash_last,
         };
-        let writer = Writer::new(&options, active, head, not_writable);
+        let durable_head = if options.read_only {
+            None
+        } else {
+            durable::DurableHeadFile::open(&*vfs, &log_dir)
+        };
+        let writer = Writer::new(&options, active, head, not_writable, durable_head);
         Ok(Log {
             reader: LogReader {
                 vfs,
@@ -346,6 +362,25 @@ impl Log {
             writer: Mutex::new(writer),
             written: Condvar::new(),
         })
+    }
+
+    /// Opens the log of `store_dir` for reading beside a writer that may be appending to it
+    /// (in this process or another): read-only, and ending at the durable head the writer
+    /// published (F-81), or at `seq_durable` when that is further (the state's watermark,
+    /// durable by construction). Without a writer (its head says it closed the log, or no
+    /// writer of this version opened the store) it ends at the last valid record.
+    pub fn open_reader(
+        vfs: Arc<dyn Vfs>,
+        store_dir: &Path,
+        seq_durable: u64,
+    ) -> Result<Log, LogError> {
+        let options = LogOptions {
+            read_only: true,
+            seq_durable_min: seq_durable,
+            seq_limit: reader_limit(&*vfs, store_dir, seq_durable),
+            ..LogOptions::default()
+        };
+        Log::open(vfs, store_dir, options)
     }
 
     /// Makes the log ready to be dropped: trims the active segment's preallocated space so
@@ -420,6 +455,16 @@ pub(crate) fn check_options(options: &LogOptions) -> Result<(), LogError> {
         ));
     }
     Ok(())
+}
+
+/// The last seq a reader beside a writer may read ([`LogOptions::seq_limit`]): the durable head
+/// the writer published (F-81), or `seq_durable` when that is further; `None` (the whole valid
+/// log) when no head was published, or its writer closed the log.
+pub fn reader_limit(vfs: &dyn Vfs, store_dir: &Path, seq_durable: u64) -> Option<u64> {
+    let durable = durable::read(vfs, store_dir)?;
+    durable
+        .writer_open
+        .then(|| durable.head.seq.max(seq_durable))
 }
 
 fn not_a_store(store_dir: &Path, reason: &'static str) -> LogError {
@@ -607,6 +652,7 @@ impl Opener<'_> {
             previous_hash: HASH_ZERO,
             is_last: false,
             seq_durable_min: self.options.seq_durable_min,
+            seq_limit: self.options.seq_limit.unwrap_or(u64::MAX),
         };
         // What the segment before the last expected: it becomes the last after a torn roll.
         let mut expect_prior = expect;

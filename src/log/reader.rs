@@ -65,6 +65,7 @@ impl LogReader {
             previous_hash: format::HASH_ZERO,
             is_last: false,
             seq_durable_min: 0,
+            seq_limit: u64::MAX,
         };
         for (index, (name, first_seq)) in segments.iter().enumerate() {
             let path = self.log_dir.join(name);

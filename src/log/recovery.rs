@@ -44,6 +44,8 @@ pub(crate) struct Expect {
     pub is_last: bool,
     /// The state's watermark: a cut may not drop entries at or below it.
     pub seq_durable_min: u64,
+    /// The scan ends after this seq, whatever follows it (`LogOptions::seq_limit`).
+    pub seq_limit: u64,
 }
 
 /// Scans one segment's bytes against what the previous segment implies.
@@ -67,7 +69,7 @@ pub(crate) fn scan_segment(
         last: None,
         torn_bytes: 0,
     };
-    walk_records(bytes, &mut scanned).or_else(|damage| {
+    walk_records(bytes, &mut scanned, expect.seq_limit).or_else(|damage| {
         settle_damage(bytes, &mut scanned, damage, expect)
             .map_err(|kind| corrupt(damage.offset_bytes, scanned.seq_last() + 1, kind))
     })?;
@@ -170,8 +172,8 @@ impl From<CorruptionKind2> for CorruptionKind {
 }
 
 /// Walks records from the header on, appending to `scanned`, until a clean end (end of
-/// file, or a zero length followed only by zeros) or the first damage.
-fn walk_records(bytes: &[u8], scanned: &mut Scanned) -> Result<(), Damage> {
+/// file, or a zero length followed only by zeros), the record `seq_limit`, or the first damage.
+fn walk_records(bytes: &[u8], scanned: &mut Scanned, seq_limit: u64) -> Result<(), Damage> {
     let mut at = HEADER_BYTES;
     let mut previous = scanned.header.previous_hash;
     let mut batch_first_seq = 0;
@@ -223,6 +225,9 @@ fn walk_records(bytes: &[u8], scanned: &mut Scanned) -> Result<(), Damage> {
         previous = fixed.block_hash;
         at += record.record_bytes;
         scanned.end_bytes = at as u64;
+        if fixed.seq >= seq_limit {
+            return Ok(());
+        }
     }
 }
 

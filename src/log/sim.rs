@@ -105,6 +105,8 @@ struct SimState {
     rng: u64,
     /// Locks held; not part of any image (a crash releases them).
     locks: BTreeSet<PathBuf>,
+    /// Shared locks held, by path: how many holders.
+    shared_locks: BTreeMap<PathBuf, usize>,
     /// Bytes files may still grow by; `None` for no limit.
     free_bytes: Option<u64>,
     /// Whether opening for writing, creating, removing and renaming are refused
@@ -130,6 +132,7 @@ impl SimFs {
             flips_pending: 0,
             rng: seed ^ 0x9E37_79B9_7F4A_7C15,
             locks: BTreeSet::new(),
+            shared_locks: BTreeMap::new(),
             free_bytes: None,
             read_only: false,
             fault_drops_dirty: false,
@@ -570,12 +573,27 @@ impl Vfs for SimFs {
     fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
         let mut state = self.state();
         state.check_alive()?;
-        if !state.locks.insert(path.to_path_buf()) {
+        if state.shared_locks.contains_key(path) || !state.locks.insert(path.to_path_buf()) {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         Ok(Box::new(SimLock {
             fs: self.clone(),
             path: path.to_path_buf(),
+            shared: false,
+        }))
+    }
+
+    fn lock_shared(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
+        let mut state = self.state();
+        state.check_alive()?;
+        if state.locks.contains(path) {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        *state.shared_locks.entry(path.to_path_buf()).or_default() += 1;
+        Ok(Box::new(SimLock {
+            fs: self.clone(),
+            path: path.to_path_buf(),
+            shared: true,
         }))
     }
 }
@@ -584,13 +602,24 @@ impl Vfs for SimFs {
 struct SimLock {
     fs: SimFs,
     path: PathBuf,
+    shared: bool,
 }
 
 impl LockGuard for SimLock {}
 
 impl Drop for SimLock {
     fn drop(&mut self) {
-        self.fs.state().locks.remove(&self.path);
+        let mut state = self.fs.state();
+        if !self.shared {
+            state.locks.remove(&self.path);
+            return;
+        }
+        if let Some(holders) = state.shared_locks.get_mut(&self.path) {
+            *holders -= 1;
+            if *holders == 0 {
+                state.shared_locks.remove(&self.path);
+            }
+        }
     }
 }
 

@@ -41,6 +41,12 @@ pub trait Vfs: Debug + Send + Sync + 'static {
     /// A process that may not write the file (or create it) still locks an existing one, opened
     /// for reading: the lock guards reads of a read-only store as well.
     fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>>;
+    /// Takes a shared lock named by `path`, as [`Vfs::lock`] takes an exclusive one: any number
+    /// of shared holders, none while an exclusive one holds it (`WouldBlock`). A file system
+    /// without shared locks takes an exclusive one instead (readers then exclude each other).
+    fn lock_shared(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
+        self.lock(path)
+    }
 }
 
 /// Whether an error says this process may not write a file that it may be able to read: its
@@ -148,30 +154,40 @@ impl Vfs for RealFs {
     }
 
     fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
-        use std::os::fd::AsRawFd;
-        let writable = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path);
-        let file = match writable {
-            // flock needs no write access: a read-only user locks the file it may only read.
-            Err(error) if is_not_writable(&error) => File::open(path).map_err(|_| error)?,
-            opened => opened?,
-        };
-        // SAFETY: plain syscall on a descriptor we own. flock locks belong to the open file
-        // description, so a second open in this same process conflicts too.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let error = io::Error::last_os_error();
-            if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            return Err(error);
-        }
-        Ok(Box::new(RealLock { _file: file }))
+        real_lock(path, libc::LOCK_EX)
     }
+
+    fn lock_shared(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
+        real_lock(path, libc::LOCK_SH)
+    }
+}
+
+/// `flock`s the file at `path` (created if missing) without waiting: `kind` is `LOCK_EX` or
+/// `LOCK_SH`.
+fn real_lock(path: &Path, kind: libc::c_int) -> io::Result<Box<dyn LockGuard>> {
+    use std::os::fd::AsRawFd;
+    let writable = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path);
+    let file = match writable {
+        // flock needs no write access: a read-only user locks the file it may only read.
+        Err(error) if is_not_writable(&error) => File::open(path).map_err(|_| error)?,
+        opened => opened?,
+    };
+    // SAFETY: plain syscall on a descriptor we own. flock locks belong to the open file
+    // description, so a second open in this same process conflicts too.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), kind | libc::LOCK_NB) };
+    if rc != 0 {
+        let error = io::Error::last_os_error();
+        if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        return Err(error);
+    }
+    Ok(Box::new(RealLock { _file: file }))
 }
 
 #[derive(Debug)]

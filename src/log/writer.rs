@@ -13,6 +13,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, MutexGuard};
 
+use super::durable::DurableHeadFile;
 use super::format::{self, BATCH_BYTES_MAX, BATCH_ENTRIES_MAX, BODY_BYTES_MAX, HEADER_BYTES};
 use super::format::{FormatVersion, RecordFixed, SegmentHeader};
 use super::summary::{self, SUMMARY_INDEX_STRIDE, Summary};
@@ -44,6 +45,9 @@ pub(super) struct Writer {
     /// Why a read-write open became read-only, for the error of every append.
     not_writable: Option<NotWritable>,
     segment_bytes: u64,
+    /// Where the durable head is published for readers in other processes (F-81); `None` for
+    /// a read-only open, or when the file could not be opened.
+    durable_head: Option<DurableHeadFile>,
 }
 
 /// A batch hashed, framed and given its place in the log, waiting for [`Log::write`].
@@ -106,7 +110,11 @@ impl Writer {
         active: Active,
         head: Head,
         not_writable: Option<NotWritable>,
+        durable_head: Option<DurableHeadFile>,
     ) -> Writer {
+        if let Some(file) = &durable_head {
+            file.publish(head, true);
+        }
         Writer {
             file: active.file,
             header: active.header,
@@ -121,6 +129,7 @@ impl Writer {
             read_only: options.read_only,
             not_writable,
             segment_bytes: options.segment_bytes,
+            durable_head,
         }
     }
 
@@ -145,6 +154,11 @@ impl Writer {
             .and_then(|()| self.file.sync_data());
         trimmed.map_err(|source| self.poison(source))?;
         self.file_bytes = self.end_bytes;
+        // Every record is durable and none will follow from this writer: a reader may read them
+        // all (F-81).
+        if let Some(file) = &self.durable_head {
+            file.publish(self.head, false);
+        }
         Ok(())
     }
 
@@ -400,6 +414,9 @@ impl Log {
         writer.end_bytes += prepared.buf.len() as u64;
         writer.records_in_segment += prepared.appended.len() as u64;
         writer.head = head;
+        if let Some(file) = &writer.durable_head {
+            file.publish(head, true);
+        }
         let mut view = self.view_write();
         let Some(active) = view.segments.last_mut() else {
             unreachable!("a log has a segment")

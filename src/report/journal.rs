@@ -61,20 +61,17 @@ pub fn write_journal<W: Write>(
 }
 
 /// Writes a store's ledger as a journal without changing the store, as `export --format
-/// events` does: takes the store's lock, opens the log read-only (a torn tail is neither cut
-/// nor written) and needs no state.
+/// events` does: opens the log for reading beside a writer that may hold the store (up to the
+/// durable head it published; a torn tail is neither cut nor written) and needs no state.
 pub fn write_store_journal<W: Write>(
     vfs: std::sync::Arc<dyn crate::log::vfs::Vfs>,
     dir: &std::path::Path,
     ledger_name: &str,
     out: W,
 ) -> Result<JournalSummary, ReportError> {
-    let _lock = crate::store::lock_store(&*vfs, dir).map_err(crate::Error::from)?;
-    let options = crate::log::LogOptions {
-        read_only: true,
-        ..crate::log::LogOptions::default()
-    };
-    let log = Log::open(vfs, dir, options).map_err(crate::Error::from)?;
+    let wait = crate::store::READERS_WAIT_DEFAULT;
+    let _pin = crate::store::pin_for_reading(&*vfs, dir, wait).map_err(crate::Error::from)?;
+    let log = Log::open_reader(vfs, dir, 0).map_err(crate::Error::from)?;
     write_journal(&log, ledger_name, out)
 }
 

@@ -174,6 +174,24 @@ impl State {
         Ok((state, opened))
     }
 
+    /// Opens `<store>/state.redb` for a reader beside a writer: read under a memory overlay
+    /// (nothing of the file is ever written), or, when it is missing or does not open, an empty
+    /// state in memory that the caller rebuilds from the log.
+    pub fn open_for_reader(
+        vfs: &dyn Vfs,
+        store_dir: &Path,
+    ) -> Result<(State, StateOpened), StateError> {
+        let path = store_dir.join(STATE_FILE_NAME);
+        let exists = vfs
+            .exists(&path)
+            .map_err(|error| StateError::Database(format!("{}: {error}", path.display())))?;
+        if !exists {
+            let reason = "state.redb is missing; rebuilt in memory".to_string();
+            return Ok((State::in_memory()?, StateOpened::Rebuilt { reason }));
+        }
+        State::open_read_only(vfs, &path)
+    }
+
     /// Opens a state file this process may only read: under a memory overlay, or, when it
     /// does not open, as an empty state in memory that the caller rebuilds from the log.
     pub fn open_read_only(vfs: &dyn Vfs, path: &Path) -> Result<(State, StateOpened), StateError> {
@@ -186,7 +204,7 @@ impl State {
             Ok(db) => {
                 let state = State::of(db, fenced);
                 if let Some(reason) = state.schema_mismatch()? {
-                    let reason = format!("{reason} (in memory: the store is read-only)");
+                    let reason = format!("{reason} (in memory: this open only reads the store)");
                     return Ok((State::in_memory()?, StateOpened::Rebuilt { reason }));
                 }
                 Ok((state, StateOpened::Existing))

@@ -24,7 +24,7 @@ use crate::log::vfs::Vfs;
 use crate::log::{CorruptionKind, Cut, Entry, Hash, Head, Log, LogError, LogOptions, LogReader};
 use crate::replay::{self, Applier, Replay, ReplayError};
 use crate::state::{ReadTables, STATE_FILE_NAME, State, StateError, StateOpened, StateReads};
-use crate::store::lock_store;
+use crate::store::{READERS_WAIT_DEFAULT, pin_for_reading};
 
 /// The outcome of a verification (the JSON report of `folio verify`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -140,7 +140,9 @@ pub fn verify_store(
     expect_heads: &[(u64, Hash)],
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<VerifyReport, VerifyError> {
-    let _lock = lock_store(&*vfs, dir)?;
+    // Beside a writer, as a reader: the state's last checkpoint is not rewritten while this
+    // runs, and the log is read up to the durable head the writer published.
+    let _pin = pin_for_reading(&*vfs, dir, READERS_WAIT_DEFAULT)?;
     let (state, state_failure) = open_state(&*vfs, dir)?;
     let watermark = match &state {
         Some(state) => state.read_tables()?.watermark()?,
@@ -151,6 +153,7 @@ pub fn verify_store(
         read_only: true,
         seq_durable_min: watermark.seq,
         scan_sealed: true,
+        seq_limit: crate::log::reader_limit(&*vfs, dir, watermark.seq),
         ..LogOptions::default()
     };
     let log = match Log::open(vfs, dir, options) {
