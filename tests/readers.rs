@@ -19,9 +19,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod support {
+    pub mod counting_fs;
+}
+
 use folio::log::vfs::RealFs;
 use folio::{Ledger, LedgerOptions, PostRequest, Posting};
 use rust_decimal::Decimal;
+use support::counting_fs::CountingFs;
 
 const LEDGER: &str = "main";
 const ASSET: &str = "USD/2";
@@ -122,6 +127,32 @@ fn a_second_writer_is_refused_and_a_writers_open_waits_for_readers() {
     assert_eq!(till(&writer, 1), Decimal::new(100, 2));
 }
 
+/// A writer preallocates its active segment (64 MiB by default): a reader beside it reads that
+/// segment's records and a run of zeros after them, not the whole preallocation.
+#[test]
+fn a_reader_beside_a_writer_reads_the_active_segments_records_not_its_preallocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let writer = Ledger::create(&store).unwrap();
+    for n in 0..100 {
+        writer.post(sale(&format!("s{n}"), 1, 100)).unwrap();
+    }
+    let counting = CountingFs::new(Arc::new(RealFs));
+    let reader = Ledger::open_reader_with(Arc::new(counting.clone()), &store, options(1)).unwrap();
+    assert_eq!(reader.head(), writer.head());
+    let segment = store.join("log").join("00000000000000000001.seg");
+    let read = counting.read_bytes()[&segment];
+    let preallocated = std::fs::metadata(&segment).unwrap().len();
+    assert!(
+        preallocated >= 64 << 20,
+        "the writer preallocated {preallocated} bytes"
+    );
+    assert!(
+        read <= 4 << 20,
+        "the reader read {read} bytes of the active segment"
+    );
+}
+
 /// Not a test of its own: the writer child process of the two-process tests, run by them with
 /// [`CHILD_STORE`] set (and skipped otherwise). It posts one transaction per group and prints
 /// each receipt's seq and block hash once the post returned.
@@ -162,7 +193,10 @@ fn spawn_writer(
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     // The test harness prints the test's name on the same line first.
-    let ready = lines.by_ref().map(Result::unwrap).any(|line| line.ends_with("ready"));
+    let ready = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .any(|line| line.ends_with("ready"));
     if !ready {
         let status = child.wait().unwrap();
         panic!("the writer child ended before it was ready: {status}");

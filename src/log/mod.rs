@@ -457,6 +457,43 @@ pub(crate) fn check_options(options: &LogOptions) -> Result<(), LogError> {
     Ok(())
 }
 
+/// Bytes of a reading beside a live writer read from its active segment at a time.
+const READER_CHUNK_BYTES: usize = 2 << 20;
+
+/// The first bytes of an active segment that a reader beside a live writer needs: read in
+/// chunks until a run of zeros longer than any record (which no record can hold, so no record
+/// follows it) or the end of the file. A writer preallocates its segment (64 MiB by default), so
+/// reading it whole would cost a reader the segment's size, not its records'. A file that a
+/// roll trims meanwhile ends where it now ends.
+fn read_records_prefix(file: &dyn VfsFile, len_bytes: u64) -> io::Result<Vec<u8>> {
+    let zeros_enough = format::RECORD_BYTES_MAX + 1;
+    let mut len_bytes = len_bytes as usize;
+    let mut bytes: Vec<u8> = Vec::new();
+    while bytes.len() < len_bytes {
+        let at = bytes.len();
+        let chunk = READER_CHUNK_BYTES.min(len_bytes - at);
+        bytes.resize(at + chunk, 0);
+        match file.read_exact_at(&mut bytes[at..], at as u64) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => {
+                let trimmed = file.len()? as usize;
+                if trimmed >= at + chunk {
+                    return Err(error);
+                }
+                bytes.truncate(at);
+                len_bytes = trimmed;
+                continue;
+            }
+            Err(error) => return Err(error),
+        }
+        let tail = &bytes[bytes.len().saturating_sub(zeros_enough)..];
+        if bytes.len() > format::HEADER_BYTES + zeros_enough && format::is_all_zero(tail) {
+            break;
+        }
+    }
+    Ok(bytes)
+}
+
 /// The last seq a reader beside a writer may read ([`LogOptions::seq_limit`]): the durable head
 /// the writer published (F-81), or `seq_durable` when that is further; `None` (the whole valid
 /// log) when no head was published, or its writer closed the log.
@@ -757,8 +794,13 @@ impl Opener<'_> {
         // Read, not mapped: recovery may truncate this file.
         let len_bytes = file.len().map_err(io)?;
         check_segment_len(name, name_seq, len_bytes)?;
-        let mut bytes = vec![0u8; len_bytes as usize];
-        file.read_exact_at(&mut bytes, 0).map_err(io)?;
+        let mut bytes = if self.options.seq_limit.is_some() {
+            read_records_prefix(&*file, len_bytes).map_err(io)?
+        } else {
+            let mut bytes = vec![0u8; len_bytes as usize];
+            file.read_exact_at(&mut bytes, 0).map_err(io)?;
+            bytes
+        };
         if is_torn_header(&bytes) {
             if !segments.is_empty() {
                 self.cut_torn_roll(&path, name, expect)?;
