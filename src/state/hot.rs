@@ -20,6 +20,7 @@ use super::history::PendingRuns;
 use super::tables::{
     ReferenceRow, StateReads, TransactionChanges, VolumesRow, Watermark, WriteTables, encode_row,
 };
+use super::timeline::PendingDays;
 use crate::domain::model::{Metadata, Overdraft, Volumes};
 
 /// Rows kept in memory at most; past it, a flush also forgets the clean ones.
@@ -48,6 +49,8 @@ pub struct HotRows {
     rows_max: usize,
     /// The seqs appended to accounts' histories in this transaction, written as runs.
     pub history: PendingRuns,
+    /// The changes to accounts' day totals in this transaction, added to the table at flush.
+    pub days: PendingDays,
     /// Transaction entries applied in this transaction, added to the count in `meta`.
     pub transactions_applied: u64,
 }
@@ -162,6 +165,7 @@ impl HotRows {
             dirty_posting_seqs: Vec::new(),
             rows_max,
             history: PendingRuns::default(),
+            days: PendingDays::default(),
             transactions_applied: 0,
         }
     }
@@ -174,6 +178,7 @@ impl HotRows {
         self.dirty_volumes.clear();
         self.dirty_posting_seqs.clear();
         self.history.clear();
+        self.days.clear();
         self.transactions_applied = 0;
     }
 
@@ -204,8 +209,8 @@ impl HotRows {
         self.volumes.len() + self.posting_seqs.len() + self.ledgers.len()
     }
 
-    /// Writes every dirty row, and the transaction's history runs, to the tables and marks them
-    /// clean; past [`HOT_ROWS_MAX`] rows,
+    /// Writes every dirty row, the transaction's history runs and its day totals' changes, to
+    /// the tables and marks them clean; past [`HOT_ROWS_MAX`] rows,
     /// forgets them all instead. (Sorting the rows first saved no instructions in redb's
     /// inserts and cost 1% of a verify: callgrind, `examples/profile verify`.)
     pub fn flush(&mut self, tables: &mut WriteTables<'_>) -> Result<(), StateError> {
@@ -222,6 +227,7 @@ impl HotRows {
             write_posting_seq,
         )?;
         self.history.flush(&mut tables.history)?;
+        self.days.flush(&mut tables.day_totals)?;
         tables.count_transactions(std::mem::take(&mut self.transactions_applied))?;
         if self.len() > self.rows_max {
             self.clear();

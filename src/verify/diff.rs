@@ -51,6 +51,8 @@ pub fn diff_states(
         diff_table("references", &expected.references, &actual.references)?,
         diff_table("transactions", &expected.transactions, &actual.transactions)?,
         diff_history(expected, actual)?,
+        diff_table("account_timeline", &expected.timeline, &actual.timeline)?,
+        diff_table("account_days", &expected.day_totals, &actual.day_totals)?,
         diff_table("consumers", &expected.consumers, &actual.consumers)?,
     ];
     Ok(differences.into_iter().flatten().next())
