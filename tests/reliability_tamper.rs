@@ -286,24 +286,27 @@ fn edit_state(copy: &SimFs, edit: usize, rng: &mut u64) {
     txn.commit().unwrap();
 }
 
-/// Adds a cent to the change of one of the till's timeline rows (the `n`-th, wrapping).
+/// Adds a cent to the first change of one of the till's timeline runs (the `n`-th, wrapping).
 fn edit_timeline_row(tables: &mut WriteTables<'_>, till: &str, n: u64) {
-    use folio::state::timeline::{decode_changes, encode_changes};
-    let (key, mut changes) = {
-        let rows: Vec<_> = tables
+    use folio::state::timeline::{decode_run, encode_run};
+    let ((hour, first), mut rows) = {
+        let runs: Vec<_> = tables
             .timeline
             .range(("main", till, i64::MIN, 0)..=("main", till, i64::MAX, u64::MAX))
             .unwrap()
-            .map(|row| row.unwrap())
+            .map(|run| run.unwrap())
             .collect();
-        let (key, value) = &rows[n as usize % rows.len()];
-        let (_, _, timestamp, seq) = key.value();
-        ((timestamp, seq), decode_changes(value.value()).unwrap())
+        let (key, value) = &runs[n as usize % runs.len()];
+        let (_, _, hour, first) = key.value();
+        (
+            (hour, first),
+            decode_run(hour, first, value.value()).unwrap(),
+        )
     };
-    changes[0].1 += rust_decimal::Decimal::new(1, 2);
+    rows[0].changes[0].1 += rust_decimal::Decimal::new(1, 2);
     tables
         .timeline
-        .insert(("main", till, key.0, key.1), &encode_changes(&changes)[..])
+        .insert(("main", till, hour, first), &encode_run(hour, &rows)[..])
         .unwrap();
 }
 

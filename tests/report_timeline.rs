@@ -2,8 +2,10 @@
 //! back-dated transactions in several assets, posted one by one and in batches, with reverts
 //! and later metadata changes, every statement (any account, any period, midnight or not, one
 //! asset or all) equals the statement computed the old way, by walking the whole log: the same
-//! opening and closing balances, totals and movements. The state, timelines included, equals a
-//! replay of the log, and a reopened store says the same.
+//! opening and closing balances, totals and movements. Most posts land in a few hours, so an
+//! hour holds several runs whose entries interleave in time. The state, timelines included,
+//! equals a replay of the log (which cuts the timelines into other runs), and a reopened store
+//! says the same.
 
 #![allow(
     clippy::unwrap_used,
@@ -30,22 +32,22 @@ const HOUR_US: i64 = 3_600_000_000;
 /// 2026-01-01T00:00:00Z: day 0 of the drawn timestamps.
 const EPOCH_US: i64 = 1_767_225_600_000_000;
 
+/// Postings: (source, destination, amount in cents, asset), by index.
+type Postings = Vec<(usize, usize, i64, usize)>;
+
 #[derive(Debug, Clone)]
 enum Op {
-    /// Postings (source, destination, amount in cents, asset) at hour `hour` after the epoch.
-    Post {
-        hour: i64,
-        postings: Vec<(usize, usize, i64, usize)>,
-    },
+    /// Postings at `minute` minutes after the epoch.
+    Post { minute: i64, postings: Postings },
     /// Several posts in one batch (one write transaction).
-    Batch(Vec<(i64, Vec<(usize, usize, i64, usize)>)>),
+    Batch(Vec<(i64, Postings)>),
     /// Reverts the pick-th transaction posted so far (at the time the test runs).
     Revert(usize),
     /// Tags the pick-th transaction posted so far.
     Tag(usize),
 }
 
-fn postings() -> impl Strategy<Value = Vec<(usize, usize, i64, usize)>> {
+fn postings() -> impl Strategy<Value = Postings> {
     // World is a frequent source so that money flows in; others may be refused (overdraft).
     let source = prop_oneof![3 => Just(0usize), 2 => 0..ACCOUNTS.len()];
     proptest::collection::vec(
@@ -55,17 +57,20 @@ fn postings() -> impl Strategy<Value = Vec<(usize, usize, i64, usize)>> {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    // Ten days, so periods of a day, of hours and of several days all come up.
-    let hour = 0i64..240;
+    // Ten days, so periods of a day, of hours and of several days all come up; most in a few
+    // hours of the first day, so that an hour holds several runs (posts and batches) whose
+    // entries interleave in time.
+    let minute = prop_oneof![3 => 0i64..240, 1 => 0i64..14_400];
     prop_oneof![
-        6 => (hour.clone(), postings()).prop_map(|(hour, postings)| Op::Post { hour, postings }),
-        2 => proptest::collection::vec((hour, postings()), 1..8).prop_map(Op::Batch),
+        6 => (minute.clone(), postings())
+            .prop_map(|(minute, postings)| Op::Post { minute, postings }),
+        2 => proptest::collection::vec((minute, postings()), 1..8).prop_map(Op::Batch),
         2 => any::<usize>().prop_map(Op::Revert),
         1 => any::<usize>().prop_map(Op::Tag),
     ]
 }
 
-fn request(hour: i64, postings: &[(usize, usize, i64, usize)]) -> Option<PostRequest> {
+fn request(minute: i64, postings: &[(usize, usize, i64, usize)]) -> Option<PostRequest> {
     let postings: Vec<Posting> = postings
         .iter()
         .filter(|(source, destination, _, _)| source != destination)
@@ -83,8 +88,7 @@ fn request(hour: i64, postings: &[(usize, usize, i64, usize)]) -> Option<PostReq
             }
         })
         .collect();
-    // A few minutes into the hour, so that a period cut mid-hour splits some.
-    let time = Timestamp(EPOCH_US + hour * HOUR_US + (hour % 7) * 60_000_000);
+    let time = Timestamp(EPOCH_US + minute * 60_000_000);
     (!postings.is_empty()).then(|| PostRequest::new(LEDGER, postings).with_timestamp(time))
 }
 
@@ -93,15 +97,17 @@ fn run(ledger: &Ledger, ops: &[Op]) -> Vec<u64> {
     let mut ids = Vec::new();
     for op in ops {
         match op {
-            Op::Post { hour, postings } => {
-                if let Some(Ok(receipt)) = request(*hour, postings).map(|r| ledger.post(r)) {
+            Op::Post { minute, postings } => {
+                if let Some(request) = request(*minute, postings)
+                    && let Ok(receipt) = ledger.post(request)
+                {
                     ids.push(receipt.id);
                 }
             }
             Op::Batch(posts) => {
                 let requests: Vec<PostRequest> = posts
                     .iter()
-                    .filter_map(|(hour, postings)| request(*hour, postings))
+                    .filter_map(|(minute, postings)| request(*minute, postings))
                     .collect();
                 for receipt in ledger.post_batch(requests).into_iter().flatten() {
                     ids.push(receipt.id);
@@ -234,6 +240,18 @@ fn periods() -> Vec<(i64, i64)> {
         (EPOCH_US + 3 * day, EPOCH_US + 6 * day + 5 * HOUR_US),
         (EPOCH_US + 9 * day, EPOCH_US + 1000 * day),
     ];
+    // Inside and across the first hours, where most posts land.
+    let minute = 60_000_000;
+    for (from, to) in [
+        (90, 150),
+        (30, 31),
+        (2, 239),
+        (60, 120),
+        (61, 62),
+        (119, 181),
+    ] {
+        periods.push((EPOCH_US + from * minute, EPOCH_US + to * minute));
+    }
     for n in 0..10 {
         periods.push((EPOCH_US + n * day, EPOCH_US + (n + 1) * day));
         let from = EPOCH_US + n * day + (3 * n + 1) * HOUR_US + 120_000_000;
@@ -296,21 +314,22 @@ proptest! {
 #[test]
 fn a_day_of_back_dated_posts_reverts_and_tags_agrees_with_walking_the_log() {
     // A fixed draw, so a regression shows without depending on what proptest draws.
-    let sale = |hour, to, cents, asset| Op::Post {
-        hour,
+    let sale = |minute, to, cents, asset| Op::Post {
+        minute,
         postings: vec![(0, to, cents, asset)],
     };
     check(&[
-        sale(30, 1, 10_000, 0),
-        sale(5, 1, 2_550, 0),
+        sale(30 * 60 + 5, 1, 10_000, 0),
+        sale(5 * 60, 1, 2_550, 0),
         Op::Batch(vec![
-            (31, vec![(0, 2, 700, 1), (0, 2, 300, 2)]),
-            (29, vec![(1, 3, 5_000, 0), (0, 1, 1, 0)]),
-            (31, vec![(1, 2, 100, 0), (2, 1, 100, 0)]),
+            (31 * 60 + 2, vec![(0, 2, 700, 1), (0, 2, 300, 2)]),
+            (29 * 60, vec![(1, 3, 5_000, 0), (0, 1, 1, 0)]),
+            (30 * 60 + 1, vec![(1, 2, 100, 0), (2, 1, 100, 0)]),
         ]),
         Op::Revert(0),
         Op::Tag(1),
-        sale(239, 2, 99, 2),
+        sale(30 * 60 + 2, 1, 99, 2),
+        sale(239 * 60 + 59, 2, 99, 2),
         Op::Revert(3),
         sale(0, 3, 1, 1),
     ]);

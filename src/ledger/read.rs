@@ -403,11 +403,13 @@ impl Ledger {
             rows_max,
         )?;
         let rows = match rows {
-            Some(rows) => rows
-                .into_iter()
-                .map(|row| Ok((tables.transaction_changes(row.seq)?, row)))
-                .collect::<Result<Vec<_>, Error>>()
-                .map(Some)?,
+            Some(rows) => {
+                let mut with_changes = Vec::with_capacity(rows.len());
+                for row in rows {
+                    with_changes.push((tables.transaction_changes(row.seq)?, row));
+                }
+                Some(with_changes)
+            }
             None => None,
         };
         Ok(Some(AccountPeriod {

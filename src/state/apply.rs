@@ -279,14 +279,13 @@ fn apply_timeline(
     seq: u64,
     tx: &TransactionEntry,
 ) -> Result<(), StateError> {
-    let day = timeline::day_of(tx.timestamp);
     for (account, changes) in timeline::changes_of(seq, tx)? {
-        let key = (tx.ledger.as_str(), account, tx.timestamp, seq);
-        timeline::insert_row(&mut state.tables.timeline, key, &changes)?;
-        state
-            .hot
-            .days
-            .add(seq, &tx.ledger, account, day, &changes)?;
+        let row = timeline::TimelineRow {
+            timestamp_us: tx.timestamp,
+            seq,
+            changes,
+        };
+        state.hot.timeline.push(&tx.ledger, account, row)?;
     }
     Ok(())
 }
