@@ -3,7 +3,7 @@
 //! asset. A statement reads them to cost the period, not the account's whole history
 //! (`docs/reports.md`, "How a statement is computed"): the period's rows name the entries it
 //! reads from the log, and the balance at any time comes from day totals and at most one day's
-//! rows, never from the log.
+//! runs, never from the log.
 //!
 //! A timeline row is a run: the account's transactions of one UTC hour (of their effective
 //! timestamps) applied in one write transaction, keyed by (ledger, account, hour, the run's
@@ -26,7 +26,7 @@ use rust_decimal::Decimal;
 
 use super::error::StateError;
 use crate::domain::entry::TransactionEntry;
-use crate::domain::model::ASSET_CODE_BYTES_MAX;
+use crate::domain::model::{ASSET_CODE_BYTES_MAX, POSTINGS_PER_TRANSACTION_MAX};
 
 /// The timeline's key: (ledger, account, UTC hour: the effective timestamp divided by
 /// [`HOUR_MICROS`], rounded down, the run's first seq).
@@ -174,7 +174,8 @@ pub struct TimelineRow {
 
 /// A run's value: per entry, in seq order, `{ offset_us LEB128 (from the hour's start) |
 /// seq_delta LEB128 (from the run's first seq for the first entry, so 0; from the entry before
-/// for the others, so above 0) | assets u8 | per asset { asset_bytes u8 | asset | change } }`,
+/// for the others, so above 0) | assets LEB128 | per asset { asset_bytes u8 | asset | change }
+/// }`,
 /// assets ascending and distinct, at least one; a change as [`encode_decimal`] writes it.
 pub fn encode_run(hour: i64, rows: &[TimelineRow]) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(rows.len() * 16);
@@ -185,8 +186,9 @@ pub fn encode_run(hour: i64, rows: &[TimelineRow]) -> Vec<u8> {
         encode_varint(offset_us as u64, &mut bytes);
         encode_varint(row.seq - seq_before, &mut bytes);
         seq_before = row.seq;
-        debug_assert!(!row.changes.is_empty() && row.changes.len() <= usize::from(u8::MAX));
-        bytes.push(row.changes.len() as u8);
+        debug_assert!(!row.changes.is_empty());
+        // A transaction may touch one account in up to POSTINGS_PER_TRANSACTION_MAX assets.
+        encode_varint(row.changes.len() as u64, &mut bytes);
         for (asset, change) in &row.changes {
             debug_assert!(asset.len() <= ASSET_BYTES_MAX);
             bytes.push(asset.len() as u8);
@@ -236,11 +238,11 @@ pub fn decode_run(
 
 /// An entry's changes, from the front of `bytes`.
 fn decode_changes(bytes: &mut &[u8]) -> Result<Changes, StateError> {
-    let (&count, rest) = bytes
-        .split_first()
-        .ok_or_else(|| bad(TIMELINE, "an entry is cut short"))?;
-    *bytes = rest;
-    let mut changes: Changes = Vec::with_capacity(usize::from(count));
+    let count = decode_varint(bytes)?;
+    if count > POSTINGS_PER_TRANSACTION_MAX as u64 {
+        return Err(bad(TIMELINE, "more assets than a transaction can have"));
+    }
+    let mut changes: Changes = Vec::with_capacity(count as usize);
     for _ in 0..count {
         let (&len, rest) = bytes
             .split_first()
@@ -709,6 +711,14 @@ mod tests {
         ];
         let bytes = encode_run(hour, &rows);
         assert_eq!(decode_run(hour, 7, &bytes).unwrap(), rows);
+        // More assets than a byte counts (a transaction may touch an account in 1,000).
+        let names: Vec<String> = (0..300).map(|n| format!("A{n:03}")).collect();
+        let many: Vec<(&str, Decimal)> = names
+            .iter()
+            .map(|name| (name.as_str(), Decimal::ONE))
+            .collect();
+        let wide = vec![row(start, 9, &many)];
+        assert_eq!(decode_run(hour, 9, &encode_run(hour, &wide)).unwrap(), wide);
         // Before 1970 too: hours below zero.
         let early = vec![row(-1, 1, &[("A", Decimal::ONE)])];
         assert_eq!(decode_run(-1, 1, &encode_run(-1, &early)).unwrap(), early);
