@@ -2,7 +2,8 @@
 //! caught by verify. Each of at least 10,000 byte positions spread over all log segments
 //! (headers, frames, payloads) is flipped, one at a time, on a copy; the log is truncated at
 //! random offsets (caught with `--expect-head`); segments are deleted and reordered; values in
-//! `state.redb` are edited (caught as a state/replay mismatch). The detection rate must be 100%.
+//! `state.redb` are edited (caught as a state/replay mismatch naming the table, accounts'
+//! timelines and day totals included). The detection rate must be 100%.
 //! `FOLIO_TAMPER_FLIPS=N` changes the number of flips.
 
 #![allow(
@@ -194,7 +195,7 @@ fn edit_state(copy: &SimFs, edit: usize, rng: &mut u64) {
         let mut tables = WriteTables::open(&txn).unwrap();
         let n = next_random(rng);
         let till = format!("till:{}", n % 7);
-        match edit % 7 {
+        match edit % 9 {
             0 => {
                 let row = folio::state::tables::VolumesRow {
                     input: folio::ledger::entry::Dec(rust_decimal::Decimal::new(
@@ -260,7 +261,9 @@ fn edit_state(copy: &SimFs, edit: usize, rng: &mut u64) {
                         .unwrap();
                 }
             }
-            5 => {
+            5 => edit_timeline_row(&mut tables, &till, n),
+            6 => edit_day_total(&mut tables, &till, n),
+            7 => {
                 let row =
                     folio::ledger::entry::encode(&folio::ledger::entry::OverdraftCode::Unbounded)
                         .unwrap();
@@ -283,12 +286,83 @@ fn edit_state(copy: &SimFs, edit: usize, rng: &mut u64) {
     txn.commit().unwrap();
 }
 
+/// Adds a cent to the first change of one of the till's timeline runs (the `n`-th, wrapping).
+fn edit_timeline_row(tables: &mut WriteTables<'_>, till: &str, n: u64) {
+    use folio::state::timeline::{decode_run, encode_run};
+    let ((hour, first), mut rows) = {
+        let runs: Vec<_> = tables
+            .timeline
+            .range(("main", till, i64::MIN, 0)..=("main", till, i64::MAX, u64::MAX))
+            .unwrap()
+            .map(|run| run.unwrap())
+            .collect();
+        let (key, value) = &runs[n as usize % runs.len()];
+        let (_, _, hour, first) = key.value();
+        (
+            (hour, first),
+            decode_run(hour, first, value.value()).unwrap(),
+        )
+    };
+    rows[0].changes[0].1 += rust_decimal::Decimal::new(1, 2);
+    tables
+        .timeline
+        .insert(("main", till, hour, first), &encode_run(hour, &rows)[..])
+        .unwrap();
+}
+
+/// Adds a cent to one of the till's day totals.
+fn edit_day_total(tables: &mut WriteTables<'_>, till: &str, n: u64) {
+    use folio::state::timeline::{decode_day_total, encode_decimal};
+    let (day, total) = {
+        let mut rows = tables
+            .day_totals
+            .range(("main", till, "USD/2", i64::MIN)..=("main", till, "USD/2", i64::MAX))
+            .unwrap();
+        let (key, value) = rows.next().unwrap().unwrap();
+        (key.value().3, decode_day_total(value.value()).unwrap())
+    };
+    let mut bytes = Vec::new();
+    encode_decimal(
+        total + rust_decimal::Decimal::new(1 + n as i64 % 100, 2),
+        &mut bytes,
+    );
+    tables
+        .day_totals
+        .insert(("main", till, "USD/2", day), &bytes[..])
+        .unwrap();
+}
+
+/// What verify reports of the copy.
+fn first_failure(copy: &SimFs, head: (u64, Hash)) -> Option<folio::verify::Failure> {
+    let vfs = Arc::new(copy.clone());
+    let report = folio::verify::verify_store(vfs, Path::new(STORE), &[head], &mut |_, _| {});
+    report.unwrap().first_failure
+}
+
+#[test]
+fn an_edited_timeline_row_or_day_total_is_named_by_verify() {
+    let (fs, head) = build_store(300);
+    let mut rng = 3u64;
+    for (edit, table) in [(5, "account_timeline"), (6, "account_days")] {
+        let copy = fs.process_crash_image();
+        edit_state(&copy, edit, &mut rng);
+        let failure = first_failure(&copy, head).expect("verify passed an edited state");
+        assert_eq!(failure.kind, "state_mismatch");
+        assert!(
+            failure.detail.contains(&format!("table {table} row")),
+            "{}",
+            failure.detail
+        );
+    }
+    assert_eq!(first_failure(&fs.process_crash_image(), head), None);
+}
+
 #[test]
 fn edits_to_state_values_are_detected() {
     let (fs, head) = build_store(1500);
     let mut rng = 5u64;
     let (mut made, mut caught) = (0u64, 0u64);
-    for edit in 0..70 {
+    for edit in 0..90 {
         let copy = fs.process_crash_image();
         edit_state(&copy, edit, &mut rng);
         made += 1;

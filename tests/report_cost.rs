@@ -1,6 +1,8 @@
-//! What a report reads (issue 15, item 4): a statement reads the account's own entries, not
-//! the log's, and a trial balance as of now reads the state and no entry at all. Measured in
-//! bytes read from the log's files, through a file system that counts them.
+//! What a report reads (issue 15, item 4): a statement reads the entries of its period from the
+//! log and nothing else of it (its opening balance comes from the state's timeline of the
+//! account), so a one-day statement reads the same bytes however long the account's history;
+//! a trial balance as of now reads the state and no entry at all. Measured in bytes read from
+//! the log's files, through a file system that counts them.
 
 #![allow(
     clippy::unwrap_used,
@@ -115,4 +117,73 @@ fn a_trial_balance_as_of_now_reads_the_state_and_no_entry() {
     assert_eq!(trial.head_seq, ledger.log().head().seq);
     let at_time = trial_balance(&ledger, LEDGER, Some(at("2026-11-22T11:00:00Z")), "").unwrap();
     assert_eq!(at_time.accounts["till:1"][ASSET], Decimal::new(700, 2));
+}
+
+/// A store where `till:1` has `older` sales on the days before 2026-11-22 and as many after
+/// it, one an hour, and three on the 22nd.
+fn long_history(fs: &CountingFs, dir: &Path, older: i64) -> Ledger {
+    let ledger = Ledger::create_with(Arc::new(fs.clone()), dir, LedgerOptions::default()).unwrap();
+    let day = at("2026-11-22T00:00:00Z").0;
+    let hour = 3_600_000_000;
+    let sale = |time: i64, amount: &str| {
+        let posting = Posting::new("world", "till:1", amount, ASSET).unwrap();
+        PostRequest::new(LEDGER, vec![posting]).with_timestamp(Timestamp(time))
+    };
+    let around: Vec<PostRequest> = (1..=older)
+        .flat_map(|n| {
+            [
+                sale(day - n * hour, "1.00"),
+                sale(day + 24 * hour + n * hour, "3.00"),
+            ]
+        })
+        .collect();
+    for result in ledger.post_batch(around) {
+        result.unwrap();
+    }
+    for (n, amount) in ["5.00", "7.00", "2.00"].into_iter().enumerate() {
+        ledger
+            .post(sale(day + (n as i64 + 9) * hour, amount))
+            .unwrap();
+    }
+    ledger
+}
+
+#[test]
+fn a_one_day_statement_reads_the_days_entries_however_long_the_accounts_history() {
+    let mut read_per_history = Vec::new();
+    for older in [50, 1500] {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = CountingFs::new(Arc::new(RealFs));
+        let ledger = long_history(&fs, &dir.path().join("store"), older);
+        let log_bytes = ledger.log().stats().used_bytes;
+        fs.clear();
+        let request = StatementRequest {
+            ledger: LEDGER.into(),
+            account: "till:1".into(),
+            from: at("2026-11-22T00:00:00Z"),
+            to: at("2026-11-23T00:00:00Z"),
+            asset: None,
+        };
+        let statement = statement(&ledger, &request).unwrap();
+        let part = &statement.assets[0];
+        assert_eq!(
+            part.opening,
+            Decimal::from(older),
+            "{older} older sales of 1.00"
+        );
+        assert_eq!(part.movements.len(), 3);
+        assert_eq!(part.closing, Decimal::from(older + 14));
+        let read = log_bytes_read(&fs);
+        let entry_bytes = log_bytes / ledger.log().head().seq;
+        assert!(
+            read <= 3 * 2 * entry_bytes,
+            "{older} older sales: the statement read {read} bytes; the period's three entries \
+             are about {entry_bytes} bytes each"
+        );
+        read_per_history.push(read);
+    }
+    assert_eq!(
+        read_per_history[0], read_per_history[1],
+        "the same bytes with 100 and with 3000 entries around the period"
+    );
 }

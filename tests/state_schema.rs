@@ -1,8 +1,9 @@
-//! State schema 2 (`docs/ledger.md`, "State"): transaction bodies live in the log only (the
+//! State schema 3 (`docs/ledger.md`, "State"): transaction bodies live in the log only (the
 //! state keeps a row for a transaction only once it is reverted or its metadata changes),
-//! histories are runs of seqs per account and write transaction, and the state records its
-//! schema: a state of another schema, or of none (made by a build before schema 2), is rebuilt
-//! from the log on open, and everything reads as before.
+//! histories are runs of seqs per account and write transaction, accounts' timelines and day
+//! totals serve statements (schema 3), and the state records its schema: a state of another
+//! schema (schema 2 has no timelines), or of none (made by a build before schema 2), is rebuilt
+//! from the log on open, and everything reads as before, statements included.
 
 #![allow(
     clippy::unwrap_used,
@@ -16,9 +17,13 @@ mod support {
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use folio::report::{StatementRequest, statement};
 use folio::state::StateOpened;
 use folio::state::history::{decode_run, encode_run};
-use folio::state::tables::{HISTORY, META, META_SCHEMA, SCHEMA_VERSION, TRANSACTIONS};
+use folio::state::tables::{
+    DAY_TOTALS, HISTORY, META, META_SCHEMA, SCHEMA_VERSION, TIMELINE, TRANSACTIONS,
+};
+use folio::state::timeline::decode_run as decode_timeline_run;
 use folio::{Ledger, PostRequest, Posting, RevertRequest};
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
@@ -156,6 +161,14 @@ fn reads(ledger: &Ledger, ids: &BTreeMap<String, Vec<u64>>) -> String {
         out += &format!("{account}: {:?}\n", ledger.balance("main", account));
         let history = ledger.history("main", account, 1000, None).unwrap();
         out += &format!("{:?}\n", history);
+        let request = StatementRequest {
+            ledger: "main".into(),
+            account: account.clone(),
+            from: folio::Timestamp(0),
+            to: folio::Timestamp(i64::MAX / 2),
+            asset: None,
+        };
+        out += &format!("{:?}\n", statement(ledger, &request));
     }
     out += &format!("{:?}\n", ledger.stats().unwrap().transactions);
     out
@@ -163,7 +176,8 @@ fn reads(ledger: &Ledger, ids: &BTreeMap<String, Vec<u64>>) -> String {
 
 /// Makes the state look like one an older build left: `schema` None removes the stamp (as
 /// before schema 2, when there was none), Some writes another version; the old layout's
-/// per-transaction history table is added, as such a file would have it.
+/// per-transaction history table is added, as such a file would have it, and below schema 3
+/// the timelines and day totals are taken away.
 fn age_state(store: &Path, schema: Option<u32>) {
     const OLD_HISTORY: TableDefinition<(&str, &str, u64), ()> = TableDefinition::new("history");
     let db = database(store);
@@ -179,6 +193,10 @@ fn age_state(store: &Path, schema: Option<u32>) {
                     .unwrap();
             }
         }
+        if schema.is_none_or(|version| version < 3) {
+            write.delete_table(TIMELINE).unwrap();
+            write.delete_table(DAY_TOTALS).unwrap();
+        }
         let mut old = write.open_table(OLD_HISTORY).unwrap();
         old.insert(("main", "till:0", 2), ()).unwrap();
         // A wrong row the rebuild must not keep.
@@ -191,7 +209,11 @@ fn age_state(store: &Path, schema: Option<u32>) {
 
 #[test]
 fn a_state_of_another_schema_or_none_is_rebuilt_from_the_log_on_open() {
-    for schema in [None, Some(1), Some(SCHEMA_VERSION + 1)] {
+    assert_eq!(
+        SCHEMA_VERSION, 3,
+        "a new schema gets a case of the one before it here"
+    );
+    for schema in [None, Some(1), Some(2), Some(SCHEMA_VERSION + 1)] {
         let dir = tempfile::tempdir().unwrap();
         let store = dir.path().join("store");
         let ledger = Ledger::create(&store).unwrap();
@@ -226,6 +248,29 @@ fn a_state_of_another_schema_or_none_is_rebuilt_from_the_log_on_open() {
             "the old layout's table is gone with the old file"
         );
         assert!(read.open_table(TRANSACTIONS).unwrap().len().unwrap() == 2);
+        // A rebuild applies the log in a few write transactions: each account's entries of
+        // an hour make one run.
+        let timeline = read.open_table(TIMELINE).unwrap();
+        let entries: usize = timeline
+            .iter()
+            .unwrap()
+            .map(|run| {
+                let (key, value) = run.unwrap();
+                let (_, _, hour, first) = key.value();
+                decode_timeline_run(hour, first, value.value())
+                    .unwrap()
+                    .len()
+            })
+            .sum();
+        assert_eq!(
+            entries,
+            2 * ids["world"].len(),
+            "an entry per account per transaction"
+        );
+        assert!(
+            timeline.len().unwrap() < entries as u64 / 4,
+            "entries gathered into runs"
+        );
     }
 }
 

@@ -21,6 +21,7 @@ use crate::log::{Hash, Head};
 use crate::state::tables::{
     ReadTables, TransactionChanges, VolumesRow, Watermark, decode_row, get_transactions_count,
 };
+use crate::state::timeline::{self, TimelineRow};
 use crate::state::{StateReads, VolumesTable};
 
 /// Most transactions one history page returns.
@@ -62,6 +63,18 @@ pub struct LedgerStats {
     pub accounts: u64,
     pub transactions: u64,
     pub watermark: u64,
+}
+
+/// What a statement reads of the state ([`Ledger::account_period`]).
+#[derive(Debug)]
+pub(crate) struct AccountPeriod {
+    /// The watermark of the snapshot read: the log's head the figures cover.
+    pub head_seq: u64,
+    /// Asset -> (balance before `from`, balance before `to`).
+    pub balances: BTreeMap<String, (Decimal, Decimal)>,
+    /// The period's timeline rows in effective order, each with what changed in its
+    /// transaction since its entry; `None` when there are more than asked for.
+    pub rows: Option<Vec<(Option<TransactionChanges>, TimelineRow)>>,
 }
 
 /// Builds a transaction's receipt from its entry.
@@ -348,19 +361,62 @@ impl Ledger {
         Ok(receipts)
     }
 
-    /// The ids of an account's transactions, oldest first, from one state snapshot, and that
-    /// snapshot's watermark seq (the log's head it covers): what a statement reads instead of
-    /// the whole log.
-    pub(crate) fn account_transaction_ids(
+    /// What a statement of `account` over `[from, to)` reads of the state, from one snapshot
+    /// (`docs/reports.md`, "How a statement is computed"): per asset, the balance before `from` and before `to`
+    /// (from the account's day totals and timeline, anchored on its balance now), and the
+    /// timeline rows of the period (at most `rows_max`) with what changed in each transaction
+    /// since its entry. Only `asset` when given. `None` when no transaction ever touched the
+    /// account. Reads no entry of the log.
+    pub(crate) fn account_period(
         &self,
         ledger: &str,
         account: &str,
-    ) -> Result<(Vec<u64>, u64), Error> {
+        (from, to): (Timestamp, Timestamp),
+        asset: Option<&str>,
+        rows_max: usize,
+    ) -> Result<Option<AccountPeriod>, Error> {
         let tables = self.tables()?;
-        let mut ids =
-            crate::state::history::page(&tables.history, ledger, account, u64::MAX, usize::MAX)?;
-        ids.reverse();
-        Ok((ids, tables.watermark()?.seq))
+        let held = volumes_rows(&tables.volumes, ledger, account, |found| found == account)?;
+        if held.is_empty() {
+            return Ok(None);
+        }
+        let mut balances = BTreeMap::new();
+        for (name, volumes) in held.into_iter().map(|(_, name, volumes)| (name, volumes)) {
+            if asset.is_some_and(|only| only != name) {
+                continue;
+            }
+            let at = |time: Timestamp| {
+                timeline::balance_before(
+                    &tables.day_totals,
+                    &tables.timeline,
+                    (ledger, account, &name),
+                    volumes.balance,
+                    time.0,
+                )
+            };
+            balances.insert(name.clone(), (at(from)?, at(to)?));
+        }
+        let rows = timeline::rows_between(
+            &tables.timeline,
+            (ledger, account, asset),
+            (from.0, to.0),
+            rows_max,
+        )?;
+        let rows = match rows {
+            Some(rows) => {
+                let mut with_changes = Vec::with_capacity(rows.len());
+                for row in rows {
+                    with_changes.push((tables.transaction_changes(row.seq)?, row));
+                }
+                Some(with_changes)
+            }
+            None => None,
+        };
+        Ok(Some(AccountPeriod {
+            head_seq: tables.watermark()?.seq,
+            balances,
+            rows,
+        }))
     }
 
     /// The names of the ledgers that have entries.

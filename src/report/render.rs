@@ -145,6 +145,12 @@ fn amounts<T: ToString>(map: &BTreeMap<String, T>) -> BTreeMap<&String, String> 
         .collect()
 }
 
+/// A decimal's canonical string, `12.5` for 12.50: JSON says an amount the same way however
+/// it was summed.
+fn canonical(amount: Decimal) -> String {
+    amount.normalize().to_string()
+}
+
 /// The statement's JSON (`docs/reports.md`, "statement").
 pub fn statement_json(statement: &Statement) -> Value {
     let assets: Vec<Value> = statement
@@ -160,9 +166,9 @@ pub fn statement_json(statement: &Statement) -> Value {
                         "timestamp": movement.timestamp.to_rfc3339(),
                         "inserted_at": movement.inserted_at.to_rfc3339(),
                         "counterparties": movement.counterparties,
-                        "in": movement.amount_in.to_string(),
-                        "out": movement.amount_out.to_string(),
-                        "balance": movement.balance.to_string(),
+                        "in": canonical(movement.amount_in),
+                        "out": canonical(movement.amount_out),
+                        "balance": canonical(movement.balance),
                         "reference": movement.reference,
                         "reverts": movement.reverts,
                         "metadata": movement.metadata,
@@ -171,10 +177,10 @@ pub fn statement_json(statement: &Statement) -> Value {
                 .collect();
             json!({
                 "asset": part.asset,
-                "opening": part.opening.to_string(),
-                "in": part.total_in.to_string(),
-                "out": part.total_out.to_string(),
-                "closing": part.closing.to_string(),
+                "opening": canonical(part.opening),
+                "in": canonical(part.total_in),
+                "out": canonical(part.total_out),
+                "closing": canonical(part.closing),
                 "movements": movements,
             })
         })

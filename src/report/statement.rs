@@ -1,13 +1,15 @@
 //! An account's statement over a period `[from, to)` of effective timestamps, per asset: the
 //! opening balance (every posting before `from`), each movement in the period in effective
-//! order, and the closing balance (every posting before `to`). It reads the account's own
-//! transactions (their ids from the state's history of the account, their entries from the
-//! log), so it costs the account's entries, not the log's. Invariants, checked before the
-//! statement is returned: opening + sum(in) - sum(out) = closing, the last running balance is
-//! the closing balance, and the sum over all the account's transactions equals the state's
-//! balance.
+//! order, and the closing balance (every posting before `to`). It reads the state's timeline of
+//! the account (`docs/reports.md`, "How a statement is computed"): the opening and closing balances from its
+//! day totals and at most a day of its rows at each end, the period's transaction ids from its
+//! rows, and only those transactions' entries from the log. So it costs the period's entries,
+//! not the account's history or the log. Invariants, checked before the statement is returned:
+//! each entry's effect on the account is what its timeline row says, opening + sum(in) -
+//! sum(out) = closing (both read independently of the movements), and the last running balance
+//! is the closing balance.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use rust_decimal::Decimal;
 
@@ -15,6 +17,8 @@ use super::{ReportError, add};
 use crate::Ledger;
 use crate::domain::entry::{EntryBody, TransactionEntry};
 use crate::domain::model::{self, Metadata, Timestamp};
+use crate::state::tables::TransactionChanges;
+use crate::state::timeline::TimelineRow;
 
 /// Most movements one statement holds (all assets together): a statement is built in
 /// memory, since back-dated transactions make log order differ from effective order.
@@ -94,41 +98,34 @@ pub fn statement(ledger: &Ledger, request: &StatementRequest) -> Result<Statemen
             reason: "must be before --to",
         });
     }
-    let mut sink = StatementSink {
-        request,
-        parts: BTreeMap::new(),
-        index: HashMap::new(),
-        movements: 0,
-        touched: false,
-    };
-    let (ids, head_seq) = ledger.account_transaction_ids(&request.ledger, &request.account)?;
-    for id in ids {
-        let tx = transaction_entry(ledger, id)?;
-        sink.transaction(id, &tx)?;
-    }
-    sink.current_metadata(ledger)?;
-    if !sink.touched {
+    let period = ledger.account_period(
+        &request.ledger,
+        &request.account,
+        (request.from, request.to),
+        request.asset.as_deref(),
+        STATEMENT_MOVEMENTS_MAX,
+    )?;
+    let Some(period) = period else {
         return Err(ReportError::AccountNotFound {
             ledger: request.ledger.clone(),
             account: request.account.clone(),
         });
-    }
+    };
+    let Some(rows) = period.rows else {
+        return Err(too_large());
+    };
+    let mut parts: BTreeMap<String, Part> = period
+        .balances
+        .into_iter()
+        .map(|(asset, (opening, closing))| (asset, Part::new(opening, closing)))
+        .collect();
     if let Some(asset) = &request.asset {
         // An asset the account never held: a statement of zeros, not a missing section.
-        sink.parts.entry(asset.clone()).or_default();
+        parts.entry(asset.clone()).or_default();
     }
-    let state = ledger.balance(&request.ledger, &request.account)?;
-    let mut assets = Vec::with_capacity(sink.parts.len());
-    for (asset, part) in sink.parts {
-        let expected = state.get(&asset).copied().unwrap_or_default();
-        if part.all_time != expected {
-            return Err(ReportError::Inconsistent {
-                detail: format!(
-                    "the log's postings sum to {} {asset} for {}, the state holds {expected}",
-                    part.all_time, request.account
-                ),
-            });
-        }
+    add_movements(ledger, request, rows, &mut parts)?;
+    let mut assets = Vec::with_capacity(parts.len());
+    for (asset, part) in parts {
         assets.push(part.finish(&asset)?);
     }
     Ok(Statement {
@@ -136,23 +133,77 @@ pub fn statement(ledger: &Ledger, request: &StatementRequest) -> Result<Statemen
         account: request.account.clone(),
         from: request.from,
         to: request.to,
-        head_seq,
+        head_seq: period.head_seq,
         assets,
     })
 }
 
-/// One asset while the log is walked.
+/// Reads the period's entries from the log, each once, and adds its movements to its assets'
+/// parts.
+fn add_movements(
+    ledger: &Ledger,
+    request: &StatementRequest,
+    rows: Vec<(Option<TransactionChanges>, TimelineRow)>,
+    parts: &mut BTreeMap<String, Part>,
+) -> Result<(), ReportError> {
+    let mut movements = 0;
+    for (changes, row) in rows {
+        let tx = transaction_entry(ledger, row.seq)?;
+        let effect = checked_effect(&tx, request, &row)?;
+        let metadata = changes
+            .and_then(|changes| changes.metadata)
+            .unwrap_or_else(|| tx.metadata.clone());
+        for (asset, (amount_in, amount_out, counterparties)) in effect {
+            if request.asset.as_ref().is_some_and(|only| *only != asset) {
+                continue;
+            }
+            movements += 1;
+            if movements > STATEMENT_MOVEMENTS_MAX {
+                return Err(too_large());
+            }
+            let part = parts.entry(asset).or_default();
+            part.movements.push(Movement {
+                id: row.seq,
+                timestamp: Timestamp(tx.timestamp),
+                inserted_at: Timestamp(tx.inserted_at),
+                counterparties: counterparties.into_iter().collect(),
+                amount_in,
+                amount_out,
+                balance: Decimal::ZERO,
+                reference: tx.reference.clone(),
+                reverts: tx.reverts,
+                metadata: metadata.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn too_large() -> ReportError {
+    ReportError::TooLarge {
+        what: "statement",
+        max: STATEMENT_MOVEMENTS_MAX,
+    }
+}
+
+/// One asset while the period's entries are read.
 #[derive(Default)]
 struct Part {
+    /// From the timeline, as is `closing`: read independently of the movements, to check them.
     opening: Decimal,
-    /// Summed independently of the movements, to check them.
     closing: Decimal,
-    /// Every posting, whatever its time: compared with the state.
-    all_time: Decimal,
     movements: Vec<Movement>,
 }
 
 impl Part {
+    fn new(opening: Decimal, closing: Decimal) -> Part {
+        Part {
+            opening,
+            closing,
+            movements: Vec::new(),
+        }
+    }
+
     /// Sorts the movements into effective order, runs the balance, and checks the sums.
     fn finish(mut self, asset: &str) -> Result<AssetStatement, ReportError> {
         self.movements
@@ -177,7 +228,7 @@ impl Part {
             return Err(ReportError::Inconsistent {
                 detail: format!(
                     "{asset}: opening {} + in {total_in} - out {total_out} is {expected}, \
-                     running {running}, but the postings before the end sum to {}",
+                     running {running}, but the timeline's balance at the end is {}",
                     self.opening, self.closing
                 ),
             });
@@ -191,17 +242,6 @@ impl Part {
             movements: self.movements,
         })
     }
-}
-
-struct StatementSink<'a> {
-    request: &'a StatementRequest,
-    parts: BTreeMap<String, Part>,
-    /// Transaction id -> (asset, index in its part's movements): where later metadata
-    /// changes land.
-    index: HashMap<u64, Vec<(String, usize)>>,
-    movements: usize,
-    /// Whether any posting of the ledger touched the account.
-    touched: bool,
 }
 
 /// A transaction's effect on one account, per asset: (in, out, counterparties).
@@ -225,87 +265,41 @@ fn effect_on(tx: &TransactionEntry, account: &str) -> Result<Effect, ReportError
     Ok(effect)
 }
 
-impl StatementSink<'_> {
-    fn transaction(&mut self, id: u64, tx: &TransactionEntry) -> Result<(), ReportError> {
-        let effect = effect_on(tx, &self.request.account)?;
-        self.touched |= !effect.is_empty();
-        let (from, to) = (self.request.from.0, self.request.to.0);
-        for (asset, (amount_in, amount_out, counterparties)) in effect {
-            if self
-                .request
-                .asset
-                .as_ref()
-                .is_some_and(|only| *only != asset)
-            {
-                continue;
-            }
-            let net = add(amount_in, -amount_out, "a transaction's net", &asset)?;
-            let part = self.parts.entry(asset.clone()).or_default();
-            part.all_time = add(part.all_time, net, "the balance", &asset)?;
-            if tx.timestamp < from {
-                part.opening = add(part.opening, net, "the opening balance", &asset)?;
-            }
-            if tx.timestamp < to {
-                part.closing = add(part.closing, net, "the closing balance", &asset)?;
-            }
-            if tx.timestamp < from || tx.timestamp >= to {
-                continue;
-            }
-            self.movements += 1;
-            if self.movements > STATEMENT_MOVEMENTS_MAX {
-                return Err(ReportError::TooLarge {
-                    what: "statement",
-                    max: STATEMENT_MOVEMENTS_MAX,
-                });
-            }
-            self.index
-                .entry(id)
-                .or_default()
-                .push((asset.clone(), part.movements.len()));
-            part.movements.push(Movement {
-                id,
-                timestamp: Timestamp(tx.timestamp),
-                inserted_at: Timestamp(tx.inserted_at),
-                counterparties: counterparties.into_iter().collect(),
-                amount_in,
-                amount_out,
-                balance: Decimal::ZERO,
-                reference: tx.reference.clone(),
-                reverts: tx.reverts,
-                metadata: tx.metadata.clone(),
-            });
-        }
-        Ok(())
+/// The transaction's effect on the request's account, after checking that its entry is what
+/// the account's timeline row says: in the ledger, at the row's effective time, with the
+/// row's change to the balance in each asset.
+fn checked_effect(
+    tx: &TransactionEntry,
+    request: &StatementRequest,
+    row: &TimelineRow,
+) -> Result<Effect, ReportError> {
+    let effect = effect_on(tx, &request.account)?;
+    let mut changes = Vec::with_capacity(effect.len());
+    for (asset, (amount_in, amount_out, _)) in &effect {
+        changes.push((
+            asset.clone(),
+            add(*amount_in, -*amount_out, "a transaction's net", asset)?,
+        ));
     }
-
-    /// Gives each movement its transaction's metadata as it is now (later changes applied),
-    /// from the state.
-    fn current_metadata(&mut self, ledger: &Ledger) -> Result<(), ReportError> {
-        for (id, places) in &self.index {
-            let Some(receipt) = ledger.transaction(&self.request.ledger, *id)? else {
-                continue;
-            };
-            for (asset, at) in places {
-                if let Some(movement) = self
-                    .parts
-                    .get_mut(asset)
-                    .and_then(|part| part.movements.get_mut(*at))
-                {
-                    movement.metadata = receipt.metadata.clone();
-                }
-            }
-        }
-        Ok(())
+    if tx.ledger != request.ledger || tx.timestamp != row.timestamp_us || changes != row.changes {
+        return Err(ReportError::Inconsistent {
+            detail: format!(
+                "the timeline of {} names transaction {} at {} changing {:?}; its entry is in \
+                 ledger {} at {} changing {changes:?}",
+                request.account, row.seq, row.timestamp_us, row.changes, tx.ledger, tx.timestamp
+            ),
+        });
     }
+    Ok(effect)
 }
 
-/// The transaction entry `id` of the log, which the account's history names.
+/// The transaction entry `id` of the log, which the account's timeline names.
 fn transaction_entry(ledger: &Ledger, id: u64) -> Result<TransactionEntry, ReportError> {
     let entry = ledger.log().read(id).map_err(crate::Error::from)?;
     match crate::replay::decode_body(&entry).map_err(crate::Error::from)? {
         EntryBody::Transaction(tx) => Ok(tx),
         _ => Err(ReportError::Inconsistent {
-            detail: format!("an account's history names entry {id}, which is not a transaction"),
+            detail: format!("an account's timeline names entry {id}, which is not a transaction"),
         }),
     }
 }

@@ -12,6 +12,7 @@ use super::tables::{
     META_STORE_ID, META_WATERMARK, ReferenceRow, StateReads, TransactionChanges, VolumesRow,
     Watermark, WriteTables, encode_row,
 };
+use super::timeline;
 use crate::domain::entry::{self, Dec, EntryBody, OverdraftCode, TransactionEntry};
 use crate::domain::model::{check_consumer_name, check_skip_reason};
 pub use crate::domain::view::TransactionLookup;
@@ -205,6 +206,7 @@ fn apply_transaction(
 ) -> Result<(), StateError> {
     apply_volumes(state, seq, tx)?;
     apply_posting_seqs(state, seq, tx)?;
+    apply_timeline(state, seq, tx)?;
     let tables = &mut *state.tables;
     if let Some(reference) = &tx.reference {
         let key = (tx.ledger.as_str(), reference.as_str());
@@ -266,6 +268,24 @@ fn apply_volumes(
                 format!("volumes of {account} in {asset} disagree"),
             ));
         }
+    }
+    Ok(())
+}
+
+/// Adds the transaction to each of its accounts' timelines and day totals, with its change to
+/// the account's balance per asset (from the volume changes, checked against the postings).
+fn apply_timeline(
+    state: &mut StagedTables<'_, '_>,
+    seq: u64,
+    tx: &TransactionEntry,
+) -> Result<(), StateError> {
+    for (account, changes) in timeline::changes_of(seq, tx)? {
+        let row = timeline::TimelineRow {
+            timestamp_us: tx.timestamp,
+            seq,
+            changes,
+        };
+        state.hot.timeline.push(&tx.ledger, account, row)?;
     }
     Ok(())
 }

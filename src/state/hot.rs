@@ -20,6 +20,7 @@ use super::history::PendingRuns;
 use super::tables::{
     ReferenceRow, StateReads, TransactionChanges, VolumesRow, Watermark, WriteTables, encode_row,
 };
+use super::timeline::PendingTimeline;
 use crate::domain::model::{Metadata, Overdraft, Volumes};
 
 /// Rows kept in memory at most; past it, a flush also forgets the clean ones.
@@ -48,6 +49,9 @@ pub struct HotRows {
     rows_max: usize,
     /// The seqs appended to accounts' histories in this transaction, written as runs.
     pub history: PendingRuns,
+    /// The entries appended to accounts' timelines in this transaction, written as runs, and
+    /// their changes to the accounts' day totals.
+    pub timeline: PendingTimeline,
     /// Transaction entries applied in this transaction, added to the count in `meta`.
     pub transactions_applied: u64,
 }
@@ -162,6 +166,7 @@ impl HotRows {
             dirty_posting_seqs: Vec::new(),
             rows_max,
             history: PendingRuns::default(),
+            timeline: PendingTimeline::default(),
             transactions_applied: 0,
         }
     }
@@ -174,6 +179,7 @@ impl HotRows {
         self.dirty_volumes.clear();
         self.dirty_posting_seqs.clear();
         self.history.clear();
+        self.timeline.clear();
         self.transactions_applied = 0;
     }
 
@@ -204,8 +210,8 @@ impl HotRows {
         self.volumes.len() + self.posting_seqs.len() + self.ledgers.len()
     }
 
-    /// Writes every dirty row, and the transaction's history runs, to the tables and marks them
-    /// clean; past [`HOT_ROWS_MAX`] rows,
+    /// Writes every dirty row, the transaction's history and timeline runs and its day totals'
+    /// changes, to the tables and marks them clean; past [`HOT_ROWS_MAX`] rows,
     /// forgets them all instead. (Sorting the rows first saved no instructions in redb's
     /// inserts and cost 1% of a verify: callgrind, `examples/profile verify`.)
     pub fn flush(&mut self, tables: &mut WriteTables<'_>) -> Result<(), StateError> {
@@ -222,6 +228,8 @@ impl HotRows {
             write_posting_seq,
         )?;
         self.history.flush(&mut tables.history)?;
+        self.timeline
+            .flush(&mut tables.timeline, &mut tables.day_totals)?;
         tables.count_transactions(std::mem::take(&mut self.transactions_applied))?;
         if self.len() > self.rows_max {
             self.clear();

@@ -11,6 +11,7 @@ pub mod error;
 pub mod history;
 pub mod hot;
 pub mod tables;
+pub mod timeline;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;

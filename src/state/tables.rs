@@ -7,6 +7,7 @@ use redb::{ReadTransaction, ReadableTable, Table, TableDefinition, WriteTransact
 
 use super::error::StateError;
 use super::history::RunKey;
+use super::timeline::{DayKey, TimelineKey};
 use crate::domain::entry::{self, Dec, OverdraftCode};
 use crate::domain::model::{Metadata, Overdraft, Volumes};
 use crate::domain::view::{self, ViewError};
@@ -34,6 +35,12 @@ pub const TRANSACTIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("tran
 /// (ledger, account, first seq) -> the rest of a run of the account's history
 /// ([`super::history`]).
 pub const HISTORY: TableDefinition<RunKey, &[u8]> = TableDefinition::new("history_runs");
+/// (ledger, account, effective timestamp, seq) -> the transaction's change to the account's
+/// balance per asset ([`super::timeline`]): the account's transactions in effective order.
+pub const TIMELINE: TableDefinition<TimelineKey, &[u8]> = TableDefinition::new("account_timeline");
+/// (ledger, account, asset, UTC day) -> the sum of the changes of that day's timeline rows in
+/// the asset ([`super::timeline`]).
+pub const DAY_TOTALS: TableDefinition<DayKey, &[u8]> = TableDefinition::new("account_days");
 /// Outbox consumer name -> its cursor, the last seq it acknowledged (`ConsumerAcked` entries).
 /// A consumer that never acknowledged anything has no row (cursor 0).
 pub const CONSUMERS: TableDefinition<&str, u64> = TableDefinition::new("consumers");
@@ -50,7 +57,8 @@ pub const META_TRANSACTIONS: &str = "transactions";
 ///
 /// 2: histories as runs ([`super::history`]); transaction rows only for what changed after
 /// the entry ([`TransactionChanges`]), bodies in the log only; a count of transactions.
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3: accounts' timelines and day totals ([`super::timeline`]), for statements.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Volumes of one account in one asset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, Default)]
@@ -261,6 +269,8 @@ pub struct WriteTables<'txn> {
     pub references: Table<'txn, Key2<'static>, &'static [u8]>,
     pub transactions: Table<'txn, u64, &'static [u8]>,
     pub history: Table<'txn, RunKey<'static>, &'static [u8]>,
+    pub timeline: Table<'txn, TimelineKey<'static>, &'static [u8]>,
+    pub day_totals: Table<'txn, DayKey<'static>, &'static [u8]>,
     pub consumers: Table<'txn, &'static str, u64>,
 }
 
@@ -277,6 +287,8 @@ impl<'txn> WriteTables<'txn> {
             references: txn.open_table(REFERENCES)?,
             transactions: txn.open_table(TRANSACTIONS)?,
             history: txn.open_table(HISTORY)?,
+            timeline: txn.open_table(TIMELINE)?,
+            day_totals: txn.open_table(DAY_TOTALS)?,
             consumers: txn.open_table(CONSUMERS)?,
         })
     }
@@ -316,6 +328,8 @@ pub struct ReadTables {
     pub references: redb::ReadOnlyTable<Key2<'static>, &'static [u8]>,
     pub transactions: redb::ReadOnlyTable<u64, &'static [u8]>,
     pub history: redb::ReadOnlyTable<RunKey<'static>, &'static [u8]>,
+    pub timeline: redb::ReadOnlyTable<TimelineKey<'static>, &'static [u8]>,
+    pub day_totals: redb::ReadOnlyTable<DayKey<'static>, &'static [u8]>,
     pub consumers: redb::ReadOnlyTable<&'static str, u64>,
 }
 
@@ -332,6 +346,8 @@ impl ReadTables {
             references: txn.open_table(REFERENCES)?,
             transactions: txn.open_table(TRANSACTIONS)?,
             history: txn.open_table(HISTORY)?,
+            timeline: txn.open_table(TIMELINE)?,
+            day_totals: txn.open_table(DAY_TOTALS)?,
             consumers: txn.open_table(CONSUMERS)?,
         })
     }

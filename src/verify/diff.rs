@@ -7,7 +7,7 @@ use redb::{Key, ReadOnlyTable, ReadableTable, Value};
 use super::VerifyError;
 use crate::log::LogReader;
 use crate::replay::{self, Applier};
-use crate::state::{ReadTables, State, StateError, history};
+use crate::state::{ReadTables, State, StateError, history, timeline};
 
 /// The first difference between an expected (replayed) state and an actual one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +51,8 @@ pub fn diff_states(
         diff_table("references", &expected.references, &actual.references)?,
         diff_table("transactions", &expected.transactions, &actual.transactions)?,
         diff_history(expected, actual)?,
+        diff_timeline(expected, actual)?,
+        diff_table("account_days", &expected.day_totals, &actual.day_totals)?,
         diff_table("consumers", &expected.consumers, &actual.consumers)?,
     ];
     Ok(differences.into_iter().flatten().next())
@@ -78,6 +80,48 @@ fn diff_history(
         return Ok(Some(StateDifference {
             table: "history",
             key: format!("{key:?}"),
+            detail: detail.to_string(),
+        }));
+    }
+}
+
+/// Compares the timelines entry by entry, in (ledger, account, hour, seq) order: how they are
+/// cut into runs depends on how entries were grouped into write transactions.
+fn diff_timeline(
+    expected: &ReadTables,
+    actual: &ReadTables,
+) -> Result<Option<StateDifference>, VerifyError> {
+    let mut expected_entries = timeline::TimelineEntries::new(&expected.timeline)?;
+    let mut actual_entries = timeline::TimelineEntries::new(&actual.timeline)?;
+    let order = |(ledger, account, hour, row): &timeline::TimelineEntry| {
+        (ledger.clone(), account.clone(), *hour, row.seq)
+    };
+    let text = |(ledger, account, _, row): &timeline::TimelineEntry| {
+        format!(
+            "({ledger:?}, {account:?}, {}, {})",
+            row.timestamp_us, row.seq
+        )
+    };
+    loop {
+        let want = expected_entries.next().transpose()?;
+        let have = actual_entries.next().transpose()?;
+        let (entry, detail) = match (&want, &have) {
+            (None, None) => return Ok(None),
+            (Some(want), Some(have)) if order(want) == order(have) => {
+                if want.3 == have.3 {
+                    continue;
+                }
+                (want, "value differs from replay")
+            }
+            (Some(want), Some(have)) if order(want) < order(have) => {
+                (want, "row missing from state")
+            }
+            (Some(_), Some(have)) | (None, Some(have)) => (have, "row in state but not in replay"),
+            (Some(want), None) => (want, "row missing from state"),
+        };
+        return Ok(Some(StateDifference {
+            table: "account_timeline",
+            key: text(entry),
             detail: detail.to_string(),
         }));
     }
