@@ -204,7 +204,7 @@ fn open_state(vfs: &dyn Vfs, dir: &Path) -> Result<(Option<State>, Option<Failur
         let failure = Failure::new("state_missing", None, "state.redb is missing".to_string());
         return Ok((None, Some(failure)));
     }
-    match State::open_read_only(vfs, &path) {
+    match State::open_read_only_with(vfs, &path, crate::state::SCAN_CACHE_BYTES) {
         Ok((state, StateOpened::Existing)) => Ok((Some(state), None)),
         Ok((_, opened)) => {
             let detail = format!("state.redb does not open: {opened:?}");
