@@ -1,6 +1,6 @@
 //! Append throughput of the log on the real file system: batches of 1, 100 and 1000 entries of
 //! 200-byte bodies, each batch one write and one `fdatasync`, reported in entries per second.
-//! Every sample appends to a fresh log (default 64 MiB segments, so a long sample includes the
+//! Every sample appends to a fresh log (default 16 MiB segments, so a long sample includes the
 //! occasional roll) in a temporary directory under `target/tmp`; creating it is not timed.
 //!
 //! Run: `cargo bench --bench append` (about 30 seconds; the figures depend on the disk's

@@ -127,7 +127,7 @@ fn a_second_writer_is_refused_and_a_writers_open_waits_for_readers() {
     assert_eq!(till(&writer, 1), Decimal::new(100, 2));
 }
 
-/// A writer preallocates its active segment (64 MiB by default): a reader beside it reads that
+/// A writer preallocates its active segment (16 MiB by default): a reader beside it reads that
 /// segment's records and a run of zeros after them, not the whole preallocation.
 #[test]
 fn a_reader_beside_a_writer_reads_the_active_segments_records_not_its_preallocation() {
@@ -144,7 +144,7 @@ fn a_reader_beside_a_writer_reads_the_active_segments_records_not_its_preallocat
     let read = counting.read_bytes()[&segment];
     let preallocated = std::fs::metadata(&segment).unwrap().len();
     assert!(
-        preallocated >= 64 << 20,
+        preallocated >= 16 << 20,
         "the writer preallocated {preallocated} bytes"
     );
     assert!(

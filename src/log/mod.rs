@@ -247,8 +247,8 @@ pub struct LogReader {
 
 /// Most sealed segments kept mapped at once by a reader: the one an iteration walks and one
 /// that a lookup (a revert's original, a statement's entry) reads. Every mapped page a reader
-/// touched counts in its RSS, up to the segment's 64 MiB: four maps made verify's peak RSS 462
-/// MB at 1,009,942 entries, two 333 MB.
+/// touched counts in its RSS, up to the segment's size: with 64 MiB segments, four maps made
+/// verify's peak RSS 462 MB at 1,009,942 entries, two 333 MB.
 const SEALED_MAPS_MAX: usize = 2;
 
 impl std::ops::Deref for Log {
@@ -465,7 +465,7 @@ const READER_CHUNK_BYTES: usize = 2 << 20;
 
 /// The first bytes of an active segment that a reader beside a live writer needs: read in
 /// chunks until a run of zeros longer than any record (which no record can hold, so no record
-/// follows it) or the end of the file. A writer preallocates its segment (64 MiB by default), so
+/// follows it) or the end of the file. A writer preallocates its segment (16 MiB by default), so
 /// reading it whole would cost a reader the segment's size, not its records'. A file that a
 /// roll trims meanwhile ends where it now ends.
 fn read_records_prefix(file: &dyn VfsFile, len_bytes: u64) -> io::Result<Vec<u8>> {
